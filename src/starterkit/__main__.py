@@ -1,0 +1,5 @@
+"""``python -m starterkit`` runs the CLI."""
+
+from starterkit.cli import main
+
+main()

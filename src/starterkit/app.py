@@ -1,0 +1,187 @@
+"""The runtime object (:class:`StarterKit`) and the :func:`create_app` factory.
+
+Everything with state hangs off one ``StarterKit`` made from one ``Settings``: the engine, the
+session factory, the Redis client and (as they arrive) hasher, limiter storage and cache. Nothing
+is created at import time, so any number of apps with different settings can share a process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, Literal
+
+from fastapi import FastAPI
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from starterkit._version import __version__
+from starterkit.auth.passwords import PasswordHasher
+from starterkit.db.engine import create_engine, create_sessionmaker
+from starterkit.errors import install_error_handlers
+from starterkit.health import build_health_router
+from starterkit.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from starterkit.settings import Settings
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+logger = logging.getLogger("starterkit")
+
+HEALTH_CHECK_TIMEOUT_SECONDS = 2.0
+
+RedisState = Literal["up", "down", "disabled"]
+
+
+class StarterKit:
+    """The runtime of one starterkit service, built from one :class:`Settings`.
+
+    Use it to mount starterkit into your own FastAPI app::
+
+        kit = StarterKit(Settings())
+        app = FastAPI(lifespan=kit.lifespan)
+        kit.install(app)
+        app.include_router(kit.health_router, prefix="/api")
+
+    Creating a ``StarterKit`` opens nothing: connections are made on first use and released by
+    :meth:`lifespan` (or :meth:`aclose`).
+    """
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings if settings is not None else Settings()
+        self.engine = create_engine(self.settings)
+        self.sessionmaker = create_sessionmaker(self.engine)
+        self.redis: Redis | None = _create_redis(self.settings.redis_url)
+        self.password_hasher = PasswordHasher()
+        self.health_router = build_health_router(self)
+
+    @functools.cached_property
+    def token_secrets(self) -> tuple[str, str]:
+        """``(SECRET_KEY, REFRESH_TOKEN_SECRET)``; random per process if unset in development."""
+        return _resolve_secrets(self.settings)
+
+    @asynccontextmanager
+    async def lifespan(self, _app: Any = None) -> AsyncIterator[None]:
+        """Lifespan for ``FastAPI(lifespan=kit.lifespan)``; releases connections on shutdown.
+
+        With a lifespan of your own, nest it: ``async with kit.lifespan(app): yield``.
+        """
+        try:
+            yield
+        finally:
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close pooled database connections and the Redis client. The kit stays usable."""
+        await self.engine.dispose()
+        if self.redis is not None:
+            await self.redis.aclose()
+
+    async def db_session(self) -> AsyncIterator[AsyncSession]:
+        """FastAPI dependency yielding a session; the route decides when to commit."""
+        async with self.sessionmaker() as session:
+            yield session
+
+    def install(self, app: FastAPI) -> None:
+        """Add the error envelope, request ids, the body size limit and CORS to ``app``."""
+        from starlette.middleware.cors import CORSMiddleware  # noqa: PLC0415
+
+        install_error_handlers(app)
+        settings = self.settings
+        if settings.cors_origins:
+            app.add_middleware(
+                CORSMiddleware,
+                allow_origins=settings.cors_origins,
+                allow_credentials=settings.cors_allow_credentials,
+                allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+                allow_headers=["Authorization", "Content-Type", "If-None-Match", "X-Request-ID"],
+                expose_headers=[
+                    "ETag",
+                    "Retry-After",
+                    "X-Request-ID",
+                    "X-RateLimit-Limit",
+                    "X-RateLimit-Remaining",
+                    "X-RateLimit-Reset",
+                ],
+            )
+        app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+        # Added last, so it is outermost: every response, CORS and 413 included, gets an id.
+        app.add_middleware(RequestContextMiddleware)
+        app.state.starterkit = self
+
+    async def ping_database(self) -> bool:
+        """True if the database answers ``SELECT 1`` within the health-check timeout."""
+        try:
+            async with asyncio.timeout(HEALTH_CHECK_TIMEOUT_SECONDS):
+                async with self.engine.connect() as connection:
+                    await connection.execute(text("SELECT 1"))
+        except Exception as error:  # noqa: BLE001 - any failure means "down"
+            logger.debug("database ping failed: %r", error)
+            return False
+        return True
+
+    async def ping_redis(self) -> RedisState:
+        """``"disabled"`` without REDIS_URL, else whether Redis answers PING in time."""
+        if self.redis is None:
+            return "disabled"
+        try:
+            async with asyncio.timeout(HEALTH_CHECK_TIMEOUT_SECONDS):
+                await self.redis.ping()
+        except Exception as error:  # noqa: BLE001 - any failure means "down"
+            logger.debug("redis ping failed: %r", error)
+            return "down"
+        return "up"
+
+
+def _create_redis(url: str) -> Redis | None:
+    if not url:
+        return None
+    from redis.asyncio import Redis  # noqa: PLC0415 - only deployments with Redis pay for it
+
+    # Short timeouts: a Redis outage must degrade requests, not hang them.
+    return Redis.from_url(url, socket_connect_timeout=1.0, socket_timeout=1.0)
+
+
+def _resolve_secrets(settings: Settings) -> tuple[str, str]:
+    secret_key = settings.secret_key.get_secret_value() if settings.secret_key else None
+    refresh = (
+        settings.refresh_token_secret.get_secret_value() if settings.refresh_token_secret else None
+    )
+    if secret_key and refresh:
+        return secret_key, refresh
+    # Production never gets here: Settings refuses missing secrets there.
+    logger.warning(
+        "STARTERKIT_SECRET_KEY or STARTERKIT_REFRESH_TOKEN_SECRET is not set; using random "
+        "secrets for this process, so tokens will not survive a restart. "
+        "Run `starterkit genkey --env-file .env` to keep them."
+    )
+    return secret_key or secrets.token_urlsafe(48), refresh or secrets.token_urlsafe(48)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the whole starterkit service.
+
+    Args:
+        settings: configuration; read from the environment and ``.env`` when omitted.
+
+    Returns:
+        A FastAPI app whose routes live under ``settings.api_prefix``, with its
+        :class:`StarterKit` at ``app.state.starterkit``.
+    """
+    kit = StarterKit(settings)
+    docs = kit.settings.docs_enabled
+    app = FastAPI(
+        title="starterkit",
+        version=__version__,
+        lifespan=kit.lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
+    )
+    kit.install(app)
+    app.include_router(kit.health_router, prefix=kit.settings.api_prefix)
+    return app

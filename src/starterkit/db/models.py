@@ -1,0 +1,110 @@
+"""The tables starterkit owns: users, items, auth sessions and their refresh tokens."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Index, String, Text, false, true
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from starterkit.db.base import Base, BigIntId, utcnow
+
+EMAIL_MAX_LENGTH = 320
+TITLE_MAX_LENGTH = 255
+DESCRIPTION_MAX_LENGTH = 10_000
+
+
+class TimestampMixin:
+    """``created_at``/``updated_at`` set in Python with microseconds, so ordering is stable."""
+
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class User(TimestampMixin, Base):
+    """An account. ``email`` is stored trimmed and lower-cased, unique."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    email: Mapped[str] = mapped_column(String(EMAIL_MAX_LENGTH), unique=True)
+    hashed_password: Mapped[str] = mapped_column(String(255))
+    full_name: Mapped[str | None] = mapped_column(String(255))
+    is_active: Mapped[bool] = mapped_column(default=True, server_default=true())
+    is_superuser: Mapped[bool] = mapped_column(default=False, server_default=false())
+    is_verified: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # Part of every access token; bumping it ends all of the user's access tokens at once.
+    token_version: Mapped[int] = mapped_column(default=0, server_default="0")
+
+    def __repr__(self) -> str:
+        return f"User(id={self.id!r}, email={self.email!r})"
+
+
+class Item(TimestampMixin, Base):
+    """The example resource: owned by one user, listed newest first."""
+
+    __tablename__ = "items"
+    __table_args__ = (Index(None, "owner_id", "created_at", "id"),)
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    title: Mapped[str] = mapped_column(String(TITLE_MAX_LENGTH))
+    description: Mapped[str | None] = mapped_column(Text)
+    owner_id: Mapped[int] = mapped_column(BigIntId, ForeignKey("users.id", ondelete="CASCADE"))
+
+    owner: Mapped[User] = relationship(lazy="raise")
+
+    def __repr__(self) -> str:
+        return f"Item(id={self.id!r}, owner_id={self.owner_id!r})"
+
+
+class AuthSession(Base):
+    """A login: the family that all refresh tokens rotated from one login belong to.
+
+    Revoking the session revokes every token of the family; other sessions of the same user
+    are untouched. ``expires_at`` is the absolute lifetime, however often it is refreshed.
+    """
+
+    __tablename__ = "auth_sessions"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        BigIntId, ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    user_agent: Mapped[str | None] = mapped_column(String(512))
+    ip: Mapped[str | None] = mapped_column(String(45))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    revoked_at: Mapped[datetime | None]
+    revoked_reason: Mapped[str | None] = mapped_column(String(32))
+
+    def __repr__(self) -> str:
+        return f"AuthSession(id={self.id!r}, user_id={self.user_id!r})"
+
+
+class RefreshToken(Base):
+    """One refresh token of a session, stored only as HMAC-SHA256(secret, token) in hex.
+
+    A token is consumed by setting ``used_at`` in one conditional UPDATE; presenting a token
+    whose ``used_at`` is set is reuse, and revokes its session.
+    """
+
+    __tablename__ = "refresh_tokens"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    session_id: Mapped[int] = mapped_column(
+        BigIntId, ForeignKey("auth_sessions.id", ondelete="CASCADE"), index=True
+    )
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    parent_id: Mapped[int | None] = mapped_column(
+        BigIntId, ForeignKey("refresh_tokens.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    used_at: Mapped[datetime | None]
+
+    def __repr__(self) -> str:
+        return f"RefreshToken(id={self.id!r}, session_id={self.session_id!r})"
+
+
+__all__ = ["AuthSession", "Item", "RefreshToken", "User"]

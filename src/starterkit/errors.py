@@ -1,0 +1,188 @@
+"""The JSON error envelope ``{"detail", "code", "errors"?}`` and the handlers that produce it.
+
+Every error a starterkit app answers goes through here: HTTP exceptions (unknown route, 405),
+validation errors (422), domain errors from services, database outages (503) and, via the
+request-context middleware, unhandled exceptions (500).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+from collections.abc import Mapping, Sequence
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from starterkit import exceptions as exc
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+logger = logging.getLogger("starterkit.errors")
+
+
+class ErrorCode(StrEnum):
+    """Machine-readable error codes; stable across releases."""
+
+    BAD_REQUEST = "bad_request"
+    AUTH_ERROR = "auth_error"
+    PERMISSION_DENIED = "permission_denied"
+    NOT_FOUND = "not_found"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    CONFLICT = "conflict"
+    PAYLOAD_TOO_LARGE = "payload_too_large"
+    VALIDATION_ERROR = "validation_error"
+    RATE_LIMITED = "rate_limited"
+    INTERNAL_ERROR = "internal_error"
+    SERVICE_UNAVAILABLE = "service_unavailable"
+
+
+STATUS_CODES: dict[int, ErrorCode] = {
+    400: ErrorCode.BAD_REQUEST,
+    401: ErrorCode.AUTH_ERROR,
+    403: ErrorCode.PERMISSION_DENIED,
+    404: ErrorCode.NOT_FOUND,
+    405: ErrorCode.METHOD_NOT_ALLOWED,
+    409: ErrorCode.CONFLICT,
+    413: ErrorCode.PAYLOAD_TOO_LARGE,
+    422: ErrorCode.VALIDATION_ERROR,
+    429: ErrorCode.RATE_LIMITED,
+    500: ErrorCode.INTERNAL_ERROR,
+    503: ErrorCode.SERVICE_UNAVAILABLE,
+}
+
+_DOMAIN_STATUS: tuple[tuple[type[exc.StarterKitError], int], ...] = (
+    (exc.AuthenticationFailed, 401),
+    (exc.PermissionDenied, 403),
+    (exc.NotFound, 404),
+    (exc.Conflict, 409),
+    (exc.InvalidRequest, 400),
+)
+
+INTERNAL_ERROR_DETAIL = "Internal server error."
+UNAVAILABLE_DETAIL = "The service is temporarily unavailable; try again shortly."
+BEARER_CHALLENGE = "Bearer"
+
+
+class PayloadTooLarge(HTTPException):
+    """Raised while reading a request body that is larger than MAX_BODY_BYTES."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"The request body is larger than {limit} bytes.")
+
+
+class ErrorResponse(JSONResponse):
+    """A JSON response that cannot fail to render, whatever text the error echoes."""
+
+    def render(self, content: Any) -> bytes:
+        # ensure_ascii escapes lone surrogates instead of raising UnicodeEncodeError.
+        return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+
+def error_response(
+    status_code: int,
+    detail: str,
+    *,
+    code: ErrorCode | None = None,
+    errors: Sequence[Mapping[str, Any]] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    """Build an envelope response; ``code`` defaults from the status code."""
+    body: dict[str, Any] = {
+        "detail": detail,
+        "code": str(code or STATUS_CODES.get(status_code, _fallback_code(status_code))),
+    }
+    if errors is not None:
+        body["errors"] = list(errors)
+    response_headers = dict(headers or {})
+    if status_code == 401:
+        response_headers.setdefault("WWW-Authenticate", BEARER_CHALLENGE)
+    return ErrorResponse(body, status_code=status_code, headers=response_headers)
+
+
+def _fallback_code(status_code: int) -> ErrorCode:
+    return ErrorCode.INTERNAL_ERROR if status_code >= 500 else ErrorCode.BAD_REQUEST
+
+
+async def http_exception_handler(_request: Request, error: Exception) -> Response:
+    """Starlette/FastAPI ``HTTPException``: unknown routes, 405, 413 and explicit raises."""
+    assert isinstance(error, HTTPException)  # noqa: S101 - registered for this type only
+    detail = error.detail if isinstance(error.detail, str) else str(error.detail)
+    return error_response(error.status_code, detail, headers=error.headers)
+
+
+async def validation_exception_handler(_request: Request, error: Exception) -> Response:
+    """422 with the field errors; the offending input is never echoed back."""
+    raw_errors: Sequence[Any] = getattr(error, "errors", list)()
+    errors = [
+        {
+            "loc": [part if isinstance(part, int) else str(part) for part in item.get("loc", ())],
+            "msg": str(item.get("msg", "")),
+            "type": str(item.get("type", "")),
+        }
+        for item in raw_errors
+    ]
+    detail = "The request is invalid."
+    if errors:
+        first = errors[0]
+        where = ".".join(str(part) for part in first["loc"])
+        detail = f"Invalid request: {where}: {first['msg']}" if where else str(first["msg"])
+    return error_response(422, detail, errors=errors)
+
+
+async def domain_exception_handler(_request: Request, error: Exception) -> Response:
+    """Map a service's domain error to its status code."""
+    assert isinstance(error, exc.StarterKitError)  # noqa: S101 - registered for this type only
+    for cls, status_code in _DOMAIN_STATUS:
+        if isinstance(error, cls):
+            return error_response(status_code, error.detail)
+    logger.error("unmapped domain error %s", type(error).__name__, exc_info=error)
+    return error_response(500, INTERNAL_ERROR_DETAIL)
+
+
+def is_unavailable_error(error: BaseException) -> bool:
+    """Tell whether an exception means "the database cannot be reached right now"."""
+    from sqlalchemy import exc as sa_exc  # noqa: PLC0415 - errors.py stays importable alone
+
+    if isinstance(error, sa_exc.DBAPIError):
+        return error.connection_invalidated or isinstance(
+            error, sa_exc.OperationalError | sa_exc.InterfaceError
+        )
+    if isinstance(error, sa_exc.TimeoutError | ConnectionError | TimeoutError | socket.gaierror):
+        return True
+    # asyncpg reports a refused connection to every resolved address as one plain OSError.
+    return isinstance(error, OSError) and str(error).startswith("Multiple exceptions")
+
+
+async def database_exception_handler(request: Request, error: Exception) -> Response:
+    """503 while the database is unreachable (the pool recovers by itself), 500 otherwise.
+
+    The body never contains SQL, driver messages or connection details.
+    """
+    if is_unavailable_error(error):
+        logger.warning(
+            "database unavailable during %s %s: %s",
+            request.method,
+            request.url.path,
+            type(error).__name__,
+        )
+        return error_response(503, UNAVAILABLE_DETAIL, headers={"Retry-After": "5"})
+    logger.error("database error during %s %s", request.method, request.url.path, exc_info=error)
+    return error_response(500, INTERNAL_ERROR_DETAIL)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the envelope handlers on ``app``."""
+    from fastapi.exceptions import RequestValidationError  # noqa: PLC0415
+    from sqlalchemy.exc import SQLAlchemyError  # noqa: PLC0415
+
+    app.add_exception_handler(HTTPException, http_exception_handler)
+    app.add_exception_handler(RequestValidationError, validation_exception_handler)
+    app.add_exception_handler(exc.StarterKitError, domain_exception_handler)
+    app.add_exception_handler(SQLAlchemyError, database_exception_handler)
+    app.add_exception_handler(OSError, database_exception_handler)

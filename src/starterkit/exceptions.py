@@ -1,0 +1,58 @@
+"""Domain errors raised by services. They know nothing about HTTP.
+
+``starterkit.errors`` maps each class to a status code and error code in one place.
+"""
+
+from __future__ import annotations
+
+
+class StarterKitError(Exception):
+    """Base class of every error a starterkit service raises on purpose."""
+
+    default_detail = "The request could not be completed."
+
+    def __init__(self, detail: str | None = None) -> None:
+        self.detail = detail or self.default_detail
+        super().__init__(self.detail)
+
+
+class InvalidRequest(StarterKitError):
+    """The request is well-formed but cannot be honoured (400)."""
+
+    default_detail = "The request is invalid."
+
+
+class AuthenticationFailed(StarterKitError):
+    """Credentials or token missing, wrong, expired or revoked (401)."""
+
+    default_detail = "Could not validate credentials."
+
+
+class PermissionDenied(StarterKitError):
+    """Authenticated, but not allowed to do this (403)."""
+
+    default_detail = "You do not have permission to do this."
+
+
+class NotFound(StarterKitError):
+    """The object does not exist, or is not the caller's to see (404)."""
+
+    default_detail = "Not found."
+
+
+class Conflict(StarterKitError):
+    """The change clashes with existing state, e.g. a taken email (409)."""
+
+    default_detail = "The request conflicts with existing data."
+
+
+class EmailTaken(Conflict):
+    """Another account already uses this email."""
+
+    default_detail = "An account with this email already exists."
+
+
+class InvalidPassword(InvalidRequest):
+    """A new password breaks the password rules."""
+
+    default_detail = "The password does not meet the password rules."

@@ -1,0 +1,136 @@
+"""Pure ASGI middleware: request ids, the catch-all 500, and the request body size limit.
+
+Pure ASGI (not ``BaseHTTPMiddleware``) keeps per-request overhead to a few dict operations and
+never buffers bodies.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from typing import TYPE_CHECKING
+
+from starterkit.errors import INTERNAL_ERROR_DETAIL, PayloadTooLarge, error_response
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+logger = logging.getLogger("starterkit.errors")
+
+REQUEST_ID_HEADER = "X-Request-ID"
+# A client-supplied id is kept only if it is short and plain, so it cannot forge log lines.
+_SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_NOSNIFF = (b"x-content-type-options", b"nosniff")
+
+
+def request_id_of(scope: Scope) -> str | None:
+    """The id assigned to this request by :class:`RequestContextMiddleware`, if any."""
+    state = scope.get("state")
+    return state.get("request_id") if isinstance(state, dict) else None
+
+
+class RequestContextMiddleware:
+    """Gives every response an ``X-Request-ID`` and turns unhandled errors into a JSON 500.
+
+    The id is taken from the request's ``X-Request-ID`` header when it is safe, otherwise a
+    new UUID; it is stored as ``request.state.request_id``. Exceptions that escape the app are
+    logged with their traceback and answered with the envelope, without details.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = _incoming_request_id(scope) or uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        id_header = (REQUEST_ID_HEADER.lower().encode(), request_id.encode())
+        response_started = False
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                headers = list(message.get("headers", []))
+                headers.append(id_header)
+                headers.append(_NOSNIFF)
+                message["headers"] = headers
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except Exception:
+            logger.exception(
+                "unhandled error during %s %s (request id %s)",
+                scope.get("method"),
+                scope.get("path"),
+                request_id,
+            )
+            if response_started:
+                raise
+            response = error_response(500, INTERNAL_ERROR_DETAIL)
+            await response(scope, receive, send_with_headers)
+
+
+def _incoming_request_id(scope: Scope) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            text = value.decode("latin-1")
+            return text if _SAFE_REQUEST_ID.fullmatch(text) else None
+    return None
+
+
+class BodySizeLimitMiddleware:
+    """Answers 413 for request bodies over ``max_bytes``.
+
+    A declared ``Content-Length`` over the limit is refused before the app runs; a chunked
+    body is counted as it streams and refused as soon as it passes the limit.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                if not value.isdigit() or int(value) > self.max_bytes:
+                    await self._too_large(scope, receive, send)
+                    return
+                break
+
+        received = 0
+        response_started = False
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise PayloadTooLarge(self.max_bytes)
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except PayloadTooLarge:
+            if response_started:
+                raise
+            await self._too_large(scope, receive, send)
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        error = PayloadTooLarge(self.max_bytes)
+        response = error_response(413, str(error.detail), headers={"Connection": "close"})
+        await response(scope, receive, send)

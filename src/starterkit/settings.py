@@ -1,0 +1,290 @@
+"""Typed settings, read from ``STARTERKIT_*`` environment variables and a ``.env`` file.
+
+Every validation problem is reported as one sentence that names the setting, so the CLI can
+print it as one line. Production refuses configurations that are only safe on a laptop.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ENV_PREFIX = "STARTERKIT_"
+MIN_SECRET_LENGTH = 32
+
+Environment = Literal["development", "test", "production"]
+
+# Placeholders that appear in templates and tutorials; a secret containing one was copied,
+# not generated. (The FastAPI full-stack template ships "changethis".)
+_PLACEHOLDER_SECRETS = ("changeme", "change-me", "change_me", "changethis", "secret-key")
+
+_SQLITE_DRIVERS = {"sqlite": "sqlite+aiosqlite", "sqlite+aiosqlite": "sqlite+aiosqlite"}
+_POSTGRES_DRIVERS = {
+    "postgres": "postgresql+asyncpg",
+    "postgresql": "postgresql+asyncpg",
+    "postgresql+asyncpg": "postgresql+asyncpg",
+    "postgresql+psycopg": "postgresql+asyncpg",
+    "postgresql+psycopg2": "postgresql+asyncpg",
+}
+
+
+def env_name(field: str) -> str:
+    """Return the environment variable that sets ``field``."""
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+def normalize_database_url(url: str) -> str:
+    """Map a plain or sync-driver URL to the async driver starterkit uses.
+
+    ``sqlite:///app.db`` becomes ``sqlite+aiosqlite:///app.db`` and ``postgresql://…`` (also
+    ``postgres://`` and the psycopg forms) becomes ``postgresql+asyncpg://…``.
+
+    Raises:
+        ValueError: the URL has no scheme or names a database starterkit does not support.
+    """
+    scheme, sep, rest = url.strip().partition("://")
+    if not sep:
+        raise ValueError("must be a URL such as sqlite:///./starterkit.db or postgresql://…")
+    driver = _SQLITE_DRIVERS.get(scheme.lower()) or _POSTGRES_DRIVERS.get(scheme.lower())
+    if driver is None:
+        raise ValueError(f"uses {scheme!r}; starterkit supports sqlite:// and postgresql:// URLs")
+    if driver.startswith("postgresql") and not rest.split("/", 1)[0]:
+        raise ValueError("needs a host, e.g. postgresql://user:password@localhost:5432/app")
+    return f"{driver}://{rest}"
+
+
+def is_sqlite_url(url: str) -> bool:
+    """Tell whether a (normalised) database URL points at SQLite."""
+    return url.startswith("sqlite")
+
+
+class Settings(BaseSettings):
+    """Configuration of one starterkit runtime.
+
+    Each field is read from ``STARTERKIT_<FIELD>`` (or the ``.env`` file in the working
+    directory); keyword arguments win over both. Construct one per app: nothing in starterkit
+    reads settings at import time.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+        validate_default=True,
+    )
+
+    environment: Environment = Field(
+        default="development",
+        description="`development`, `test` or `production`. Production refuses unsafe settings.",
+    )
+    database_url: str = Field(
+        default="sqlite:///./starterkit.db",
+        description="SQLAlchemy URL; `sqlite://` and `postgresql://` are mapped to the async "
+        "drivers aiosqlite and asyncpg.",
+    )
+    database_pool_size: int = Field(
+        default=5, ge=1, le=1000, description="Connections kept open per process (PostgreSQL)."
+    )
+    database_max_overflow: int = Field(
+        default=10, ge=0, le=1000, description="Extra connections allowed under load."
+    )
+    database_pool_timeout: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="Seconds to wait for a free connection before answering 503.",
+    )
+    redis_url: str = Field(
+        default="",
+        description="Empty for the in-process limiter and cache; `redis://…` to share them "
+        "between instances.",
+    )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Signs access tokens (HS256). At least 32 characters. `starterkit serve` "
+        "generates one into `.env` in development.",
+    )
+    refresh_token_secret: SecretStr | None = Field(
+        default=None,
+        description="Keys the HMAC under which refresh tokens are stored. At least 32 "
+        "characters and different from SECRET_KEY.",
+    )
+    access_token_expire_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    refresh_token_expire_days: int = Field(default=30, ge=1, le=365)
+    jwt_issuer: str = Field(default="starterkit", min_length=1, max_length=255)
+    jwt_audience: str = Field(default="starterkit", min_length=1, max_length=255)
+    clock_skew_seconds: int = Field(
+        default=30, ge=0, le=300, description="Leeway for exp/nbf/iat checks."
+    )
+    auth_login_rate_limit: str = Field(default="5/minute", description="Per client IP.")
+    auth_login_account_rate_limit: str = Field(
+        default="20/hour", description="Per account; counts failed logins only."
+    )
+    auth_refresh_rate_limit: str = Field(default="10/minute")
+    auth_register_rate_limit: str = Field(default="10/hour")
+    cache_ttl_seconds: int = Field(default=30, ge=0, le=24 * 3600)
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description='Allowed browser origins, as a JSON list such as `["https://app.example"]`.',
+    )
+    cors_allow_credentials: bool = Field(
+        default=False, description="Let browsers send cookies and credentials cross-origin."
+    )
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="IPs and CIDRs of proxies whose `X-Forwarded-For` is believed.",
+    )
+    api_prefix: str = Field(default="/api/v1", description="Path prefix of every route.")
+    password_min_length: int = Field(default=12, ge=8, le=256)
+    max_body_bytes: int = Field(
+        default=1_048_576, ge=1024, description="Larger request bodies get 413."
+    )
+    docs_enabled: bool = Field(
+        default=True, description="Serve `/docs`, `/redoc` and `/openapi.json`."
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str, info: ValidationInfo) -> str:
+        url = normalize_database_url(value)
+        if info.data.get("environment") == "production" and is_sqlite_url(url):
+            raise ValueError("is SQLite, which production refuses; use PostgreSQL")
+        return url
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        value = value.strip()
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://, or be empty")
+        return value
+
+    @field_validator("secret_key", "refresh_token_secret")
+    @classmethod
+    def _secret(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        production = info.data.get("environment") == "production"
+        if value is None or not value.get_secret_value():
+            if production:
+                raise ValueError(
+                    "is missing, which production refuses; generate one with `starterkit genkey`"
+                )
+            return None
+        secret = value.get_secret_value()
+        if len(secret) < MIN_SECRET_LENGTH:
+            raise ValueError(
+                f"is too short ({len(secret)} characters); use at least {MIN_SECRET_LENGTH} "
+                "random characters from `starterkit genkey`"
+            )
+        if production and any(p in secret.lower() for p in _PLACEHOLDER_SECRETS):
+            raise ValueError("is a placeholder value, which production refuses")
+        if info.field_name == "refresh_token_secret":
+            other = info.data.get("secret_key")
+            if isinstance(other, SecretStr) and other.get_secret_value() == secret:
+                raise ValueError("must differ from SECRET_KEY")
+        return value
+
+    @field_validator(
+        "auth_login_rate_limit",
+        "auth_login_account_rate_limit",
+        "auth_refresh_rate_limit",
+        "auth_register_rate_limit",
+    )
+    @classmethod
+    def _rate_limit(cls, value: str) -> str:
+        from limits import parse_many  # noqa: PLC0415 - keeps `starterkit --help` light
+
+        try:
+            parse_many(value)
+        except ValueError:
+            raise ValueError(
+                f"{value!r} is not a rate limit such as '5/minute' or '100/hour'"
+            ) from None
+        return value
+
+    @field_validator("cors_origins", "trusted_proxies", mode="before")
+    @classmethod
+    def _json_or_comma_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                import json  # noqa: PLC0415
+
+                try:
+                    return json.loads(text)
+                except json.JSONDecodeError:
+                    raise ValueError('must be a JSON list such as ["a", "b"]') from None
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _cors_origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if origin != "*" and not origin.startswith(("http://", "https://")):
+                raise ValueError(f"{origin!r} is not an origin such as https://app.example")
+        return [origin.rstrip("/") for origin in value]
+
+    @field_validator("cors_allow_credentials")
+    @classmethod
+    def _cors_credentials(cls, value: bool, info: ValidationInfo) -> bool:
+        if value and "*" in info.data.get("cors_origins", []):
+            raise ValueError(
+                "cannot be true while CORS_ORIGINS contains '*': any site could then make "
+                "credentialed requests; list the origins instead"
+            )
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _trusted_proxies(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or CIDR range") from None
+        return value
+
+    @field_validator("api_prefix")
+    @classmethod
+    def _api_prefix(cls, value: str) -> str:
+        value = value.strip()
+        if value in ("", "/"):
+            return ""
+        if not value.startswith("/") or value.endswith("/") or "//" in value:
+            raise ValueError("must look like /api/v1: a leading slash and no trailing slash")
+        return value
+
+    @property
+    def is_production(self) -> bool:
+        """True when running with ``ENVIRONMENT=production``."""
+        return self.environment == "production"
+
+    @property
+    def uses_sqlite(self) -> bool:
+        """True when the database is SQLite."""
+        return is_sqlite_url(self.database_url)
+
+
+def settings_problems(error: Exception) -> list[str]:
+    """Turn a settings ``ValidationError`` into one sentence per problem.
+
+    Each sentence starts with the environment variable to fix, e.g.
+    ``STARTERKIT_SECRET_KEY is too short (8 characters); …``.
+    """
+    from pydantic import ValidationError  # noqa: PLC0415
+
+    if not isinstance(error, ValidationError):
+        return [str(error)]
+    problems = []
+    for item in error.errors(include_url=False):
+        field = ".".join(str(part) for part in item["loc"][:1]) or "settings"
+        message = item["msg"].removeprefix("Value error, ")
+        if not message.startswith(("is ", "must ", "uses ", "needs ", "cannot ")):
+            message = f"is invalid: {message[0].lower()}{message[1:]}"
+        problems.append(f"{env_name(field)} {message}.")
+    return problems

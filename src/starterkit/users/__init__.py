@@ -1,0 +1,1 @@
+"""Accounts: schemas, service and (with the auth issue) routers."""

@@ -1,0 +1,222 @@
+"""The CLI through Typer's runner: every command, and one-line errors without tracebacks."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from starterkit import __version__
+from starterkit.cli import app
+from starterkit.envfile import read_env_file
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def db_env(monkeypatch: pytest.MonkeyPatch, database_url: str) -> str:
+    monkeypatch.setenv("STARTERKIT_DATABASE_URL", database_url)
+    return database_url
+
+
+def assert_one_line_error(output: str, fragment: str) -> None:
+    """Exactly one ``Error:`` line, last, naming the problem; no traceback."""
+    lines = output.strip().splitlines()
+    errors = [line for line in lines if line.startswith("Error: ")]
+    assert errors == [lines[-1]], output
+    assert fragment in lines[-1]
+    assert "Traceback" not in output
+
+
+def test_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.strip() == f"starterkit {__version__}"
+
+
+def test_no_arguments_shows_help() -> None:
+    result = runner.invoke(app, [])
+    assert "serve" in result.output
+    assert "new-user" in result.output
+
+
+def test_genkey_prints_two_distinct_strong_secrets() -> None:
+    result = runner.invoke(app, ["genkey"])
+    assert result.exit_code == 0
+    lines = dict(line.split("=", 1) for line in result.output.strip().splitlines())
+    assert set(lines) == {"STARTERKIT_SECRET_KEY", "STARTERKIT_REFRESH_TOKEN_SECRET"}
+    key, refresh = lines.values()
+    assert key != refresh
+    assert min(len(key), len(refresh)) >= 64
+
+
+def test_genkey_writes_a_private_env_file_and_keeps_existing_values(tmp_path: Path) -> None:
+    env_file = tmp_path / "prod.env"
+    assert runner.invoke(app, ["genkey", "--env-file", str(env_file)]).exit_code == 0
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+    first = read_env_file(env_file)
+
+    again = runner.invoke(app, ["genkey", "--env-file", str(env_file)])
+    assert again.exit_code == 0
+    assert "use --force" in again.output
+    assert read_env_file(env_file) == first
+
+    assert runner.invoke(app, ["genkey", "--env-file", str(env_file), "--force"]).exit_code == 0
+    replaced = read_env_file(env_file)
+    assert replaced.keys() == first.keys()
+    assert set(replaced.values()).isdisjoint(first.values())
+
+
+@pytest.mark.usefixtures("db_env")
+def test_migrate_then_inspect_and_downgrade() -> None:
+    before = runner.invoke(app, ["check"])
+    assert before.exit_code == 1
+    assert "starterkit migrate" in before.output
+
+    migrated = runner.invoke(app, ["migrate"])
+    assert migrated.exit_code == 0, migrated.output
+    assert "Database migrated to starterkit_0001." in migrated.output
+    assert "already at the latest" in runner.invoke(app, ["migrate", "upgrade"]).output
+
+    current = runner.invoke(app, ["migrate", "current"])
+    assert current.output.strip() == "starterkit_0001 (head)"
+    assert "base -> starterkit_0001" in runner.invoke(app, ["migrate", "history"]).output
+    check = runner.invoke(app, ["migrate", "check"])
+    assert check.exit_code == 0, check.output
+    assert "Models and migrations match." in check.output
+
+    healthy = runner.invoke(app, ["check"])
+    assert healthy.exit_code == 0, healthy.output
+    assert "fail" not in healthy.output
+
+    down = runner.invoke(app, ["migrate", "downgrade", "base"])
+    assert down.exit_code == 0
+    assert "Database downgraded to base." in down.output
+    assert runner.invoke(app, ["migrate", "current"]).output.startswith("base")
+
+
+@pytest.mark.usefixtures("db_env")
+def test_migrate_check_refuses_an_unmigrated_database() -> None:
+    result = runner.invoke(app, ["migrate", "check"])
+    assert result.exit_code == 1
+    assert_one_line_error(result.output, "not at the latest revision")
+
+
+@pytest.mark.usefixtures("db_env")
+def test_new_user_from_stdin_then_duplicate_then_if_not_exists() -> None:
+    assert runner.invoke(app, ["migrate"]).exit_code == 0
+    created = runner.invoke(
+        app,
+        ["new-user", " Admin@Example.com", "--superuser", "--password-stdin"],
+        input="a long admin passphrase\n",
+    )
+    assert created.exit_code == 0, created.output
+    assert "Created superuser admin@example.com (id 1)." in created.output
+
+    duplicate = runner.invoke(
+        app, ["new-user", "admin@example.com", "--password-stdin"], input="another passphrase\n"
+    )
+    assert duplicate.exit_code == 1
+    assert_one_line_error(duplicate.output, "already exists")
+
+    tolerated = runner.invoke(
+        app,
+        ["new-user", "ADMIN@example.com", "--password-stdin", "--if-not-exists"],
+        input="another passphrase\n",
+    )
+    assert tolerated.exit_code == 0
+    assert "nothing changed" in tolerated.output
+
+
+@pytest.mark.usefixtures("db_env")
+@pytest.mark.parametrize(
+    ("email", "password", "fragment"),
+    [
+        ("weak@example.com", "short\n", "at least 12 characters"),
+        ("weak@example.com", "password1234\n", "too common"),
+        ("weak@example.com", "\n", "no password on standard input"),
+        ("not-an-email", "a long enough passphrase\n", "not valid"),
+    ],
+)
+def test_new_user_rule_violations_are_one_line(email: str, password: str, fragment: str) -> None:
+    assert runner.invoke(app, ["migrate"]).exit_code == 0
+    result = runner.invoke(app, ["new-user", email, "--password-stdin"], input=password)
+    assert result.exit_code == 1
+    assert_one_line_error(result.output, fragment)
+
+
+@pytest.mark.usefixtures("db_env")
+def test_new_user_needs_a_migrated_database_and_a_password_source() -> None:
+    unmigrated = runner.invoke(
+        app, ["new-user", "x@example.com", "--password-stdin"], input="a long enough phrase\n"
+    )
+    assert_one_line_error(unmigrated.output, "run `starterkit migrate`")
+    no_terminal = runner.invoke(app, ["new-user", "x@example.com"])
+    assert no_terminal.exit_code == 1
+    assert_one_line_error(no_terminal.output, "use --password-stdin")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "fragment"),
+    [
+        ("STARTERKIT_DATABASE_URL", "mysql://root@localhost/app", "STARTERKIT_DATABASE_URL uses"),
+        (
+            "STARTERKIT_DATABASE_URL",
+            "postgresql://postgres@127.0.0.1:1/x",
+            "cannot use the database",
+        ),
+        ("STARTERKIT_SECRET_KEY", "weak", "STARTERKIT_SECRET_KEY is too short"),
+        ("STARTERKIT_ENVIRONMENT", "staging", "STARTERKIT_ENVIRONMENT is invalid"),
+    ],
+)
+@pytest.mark.parametrize("command", [["migrate"], ["migrate", "current"], ["serve"]])
+def test_bad_configuration_is_one_line_and_exit_1(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, fragment: str, command: list[str]
+) -> None:
+    monkeypatch.setenv(variable, value)
+    result = runner.invoke(app, command)
+    assert result.exit_code == 1
+    assert_one_line_error(result.output, fragment)
+
+
+def test_production_refusals_are_one_line_each(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STARTERKIT_ENVIRONMENT", "production")
+    result = runner.invoke(app, ["serve"])
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert [line.split(" ")[1] for line in lines] == [
+        "STARTERKIT_DATABASE_URL",
+        "STARTERKIT_SECRET_KEY",
+        "STARTERKIT_REFRESH_TOKEN_SECRET",
+    ]
+    assert all(line.startswith("Error: ") for line in lines)
+
+
+def test_check_reports_unreachable_redis(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("STARTERKIT_DATABASE_URL", f"sqlite:///{tmp_path / 'c.db'}")
+    monkeypatch.setenv("STARTERKIT_REDIS_URL", "redis://127.0.0.1:1/0")
+    assert runner.invoke(app, ["migrate"]).exit_code == 0
+    result = runner.invoke(app, ["check"])
+    assert result.exit_code == 1
+    assert "not reachable" in result.output
+
+
+def test_check_passes_with_redis(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, redis_url: str
+) -> None:
+    monkeypatch.setenv("STARTERKIT_DATABASE_URL", f"sqlite:///{tmp_path / 'c.db'}")
+    monkeypatch.setenv("STARTERKIT_REDIS_URL", redis_url)
+    assert runner.invoke(app, ["migrate"]).exit_code == 0
+    result = runner.invoke(app, ["check"])
+    assert result.exit_code == 0, result.output
+    assert "reachable" in result.output
+
+
+def test_check_reports_invalid_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STARTERKIT_DATABASE_URL", "oracle://x")
+    result = runner.invoke(app, ["check"])
+    assert result.exit_code == 1
+    assert "STARTERKIT_DATABASE_URL" in result.output
+    assert "Traceback" not in result.output

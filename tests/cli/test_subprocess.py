@@ -1,0 +1,149 @@
+"""The installed command, run as a user runs it: fresh folder, no .env, no database."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import pty
+import select
+import signal
+import stat
+import subprocess
+import sys
+import termios
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from starterkit import __version__
+from starterkit.envfile import read_env_file
+from tests.support.processes import clean_env, running_server, starterkit_command, stop
+
+pytestmark = pytest.mark.slow
+
+
+def test_python_dash_m_starterkit_prints_the_version(tmp_path: Path) -> None:
+    result = subprocess.run(
+        starterkit_command("--version"), capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"starterkit {__version__}"
+
+
+def test_help_does_not_import_the_web_stack() -> None:
+    code = (
+        "import sys\n"
+        "from starterkit.cli import main\n"
+        "try:\n"
+        "    main(['--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = [m for m in ('fastapi', 'sqlalchemy', 'alembic', 'uvicorn') if m in sys.modules]\n"
+        "print('HEAVY', heavy)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert "HEAVY []" in result.stdout
+
+
+def test_serve_on_a_fresh_folder_creates_secrets_migrates_and_serves_docs(
+    tmp_path: Path,
+) -> None:
+    with running_server(tmp_path) as (base_url, process):
+        health = httpx.get(f"{base_url}/api/v1/health")
+        assert health.status_code == 200
+        assert health.json()["database"] == "up"
+        docs = httpx.get(f"{base_url}/docs")
+        assert docs.status_code == 200
+        assert "swagger-ui" in docs.text
+        assert httpx.get(f"{base_url}/openapi.json").json()["info"]["version"] == __version__
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=15) == 0
+        output = stop(process)
+
+    env_file = tmp_path / ".env"
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+    secrets = read_env_file(env_file)
+    assert set(secrets) == {"STARTERKIT_SECRET_KEY", "STARTERKIT_REFRESH_TOKEN_SECRET"}
+    assert "Generated STARTERKIT_SECRET_KEY and STARTERKIT_REFRESH_TOKEN_SECRET" in output
+    assert "Database migrated to starterkit_0001." in output
+    assert (tmp_path / "starterkit.db").exists()
+    assert "Traceback" not in output
+
+    # A second start reuses the secrets and finds nothing to migrate.
+    with running_server(tmp_path) as (_, process):
+        again = stop(process)
+    # SIGTERM shuts down gracefully; uvicorn then re-raises the signal for the parent to see.
+    assert process.returncode in (0, -signal.SIGTERM)
+    assert "Application shutdown complete." in again
+    assert read_env_file(env_file) == secrets
+    assert "Generated" not in again
+    assert "migrated" not in again
+
+
+def test_serve_without_proxy_headers_ignores_x_forwarded_for(tmp_path: Path) -> None:
+    with running_server(tmp_path, "--no-migrate") as (base_url, process):
+        response = httpx.get(
+            f"{base_url}/api/v1/health/live", headers={"X-Forwarded-For": "203.0.113.9"}
+        )
+        assert response.status_code == 200
+        output = stop(process)
+    # uvicorn's access log shows the client address it believed.
+    assert "203.0.113.9" not in output
+    assert "127.0.0.1" in output
+
+
+def test_serve_with_proxy_headers_believes_the_allowed_proxy(tmp_path: Path) -> None:
+    with running_server(tmp_path, "--no-migrate", "--forwarded-allow-ips", "127.0.0.1") as (
+        base_url,
+        process,
+    ):
+        httpx.get(f"{base_url}/api/v1/health/live", headers={"X-Forwarded-For": "203.0.113.9"})
+        output = stop(process)
+    assert "203.0.113.9" in output
+
+
+def test_new_user_prompts_twice_for_a_hidden_password(tmp_path: Path) -> None:
+    env = clean_env(STARTERKIT_DATABASE_URL=f"sqlite:///{tmp_path / 'app.db'}")
+    subprocess.run(starterkit_command("migrate"), env=env, cwd=tmp_path, check=True)
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(
+        starterkit_command("new-user", "tty@example.com"),
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        env=env,
+        cwd=tmp_path,
+        # getpass reads from the controlling terminal, so make the pty the child's.
+        start_new_session=True,
+        preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),  # noqa: PLW1509
+    )
+    os.close(terminal)
+    transcript = ""
+    answered = 0
+    deadline = time.monotonic() + 30
+    while process.poll() is None and time.monotonic() < deadline:
+        ready, _, _ = select.select([controller], [], [], 0.2)
+        if not ready:
+            continue
+        try:
+            transcript += os.read(controller, 1024).decode()
+        except OSError:
+            break
+        # Answer only after getpass's own " " prompt: it flushes input typed before it.
+        prompts = transcript.count("Password: ") + transcript.count("confirmation: ")
+        if prompts > answered:
+            os.write(controller, b"typed in a terminal\n")
+            answered += 1
+    process.wait(timeout=10)
+    with contextlib.suppress(OSError):  # the child closed the terminal
+        transcript += os.read(controller, 4096).decode()
+    os.close(controller)
+    assert answered == 2, transcript
+    assert process.returncode == 0, transcript
+    assert "typed in a terminal" not in transcript  # never echoed
+    assert "Created user tty@example.com" in transcript

@@ -1,0 +1,130 @@
+"""Fixtures shared by every test: databases, settings, migrated apps and clients.
+
+``database_url`` is parametrised over SQLite and, when STARTERKIT_TEST_DATABASE_URL is set,
+PostgreSQL (a fresh database per test). STARTERKIT_TEST_REDIS_URL enables the Redis tests.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from starterkit import Settings, StarterKit, create_app
+from starterkit.db import migrate
+from tests.support.databases import create_postgres_database, drop_postgres_database
+
+POSTGRES_URL = os.environ.get("STARTERKIT_TEST_DATABASE_URL", "")
+REDIS_URL = os.environ.get("STARTERKIT_TEST_REDIS_URL", "")
+TEST_SECRET_KEY = "test-secret-key-0123456789abcdefghijklmnopqrstuvwxyz"
+TEST_REFRESH_SECRET = "test-refresh-secret-0123456789abcdefghijklmnopqrstuvwxyz"
+
+SettingsFactory = Callable[..., Settings]
+
+
+@pytest.fixture(autouse=True)
+def _hermetic_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No developer STARTERKIT_* variable or .env file leaks into a test."""
+    for name in list(os.environ):
+        if name.startswith("STARTERKIT_") and not name.startswith("STARTERKIT_TEST_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database: a SQLite file, or a new PostgreSQL database dropped afterwards."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'test.db'}"
+        return
+    if not POSTGRES_URL:
+        pytest.skip("STARTERKIT_TEST_DATABASE_URL is not set")
+    url = create_postgres_database(POSTGRES_URL)
+    try:
+        yield url
+    finally:
+        drop_postgres_database(url)
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The test Redis, or skip."""
+    if not REDIS_URL:
+        pytest.skip("STARTERKIT_TEST_REDIS_URL is not set")
+    return REDIS_URL
+
+
+@pytest.fixture
+def make_settings(database_url: str) -> SettingsFactory:
+    """Build test Settings on the test database; keyword arguments override."""
+
+    def factory(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "environment": "test",
+            "database_url": database_url,
+            "secret_key": TEST_SECRET_KEY,
+            "refresh_token_secret": TEST_REFRESH_SECRET,
+        }
+        values.update(overrides)
+        return Settings(_env_file=None, **values)
+
+    return factory
+
+
+@pytest.fixture
+def settings(make_settings: SettingsFactory) -> Settings:
+    """Test settings on a migrated database."""
+    result = make_settings()
+    migrate.upgrade(result)
+    return result
+
+
+@pytest.fixture
+def app(settings: Settings) -> FastAPI:
+    """The whole service on the migrated test database."""
+    return create_app(settings)
+
+
+@pytest.fixture
+def kit(app: FastAPI) -> StarterKit:
+    """The runtime behind ``app``."""
+    runtime: StarterKit = app.state.starterkit
+    return runtime
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client talking to ``app`` in process, with its lifespan running."""
+    async with app_client(app) as http:
+        yield http
+
+
+def app_client(app: FastAPI) -> _AppClient:
+    """Context manager: run ``app``'s lifespan and give a client for it."""
+    return _AppClient(app)
+
+
+class _AppClient:
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+        self._lifespan = app.router.lifespan_context(app)
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        self.client = httpx.AsyncClient(transport=transport, base_url="http://testserver")
+
+    async def __aenter__(self) -> httpx.AsyncClient:
+        await self._lifespan.__aenter__()
+        return self.client
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.client.aclose()
+        await self._lifespan.__aexit__(None, None, None)

@@ -1,0 +1,134 @@
+"""The shipped migrations build the schema the models describe, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import anyio.to_thread
+import pytest
+from alembic.script import ScriptDirectory
+from sqlalchemy import inspect, select, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import StatementError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from starterkit import Item, Settings, StarterKit, User
+from starterkit.db import migrate
+from tests.conftest import SettingsFactory
+
+pytestmark = pytest.mark.anyio
+
+TABLES = {"users", "items", "auth_sessions", "refresh_tokens"}
+
+
+async def table_names(engine: AsyncEngine) -> set[str]:
+    def read(connection: Connection) -> set[str]:
+        return set(inspect(connection).get_table_names())
+
+    async with engine.connect() as connection:
+        return await connection.run_sync(read)
+
+
+async def test_upgrade_check_downgrade_and_upgrade_again(make_settings: SettingsFactory) -> None:
+    settings = make_settings()
+    kit = StarterKit(settings)
+    try:
+        assert await anyio.to_thread.run_sync(migrate.current_revisions, settings) == set()
+        await anyio.to_thread.run_sync(migrate.upgrade, settings)
+        assert await table_names(kit.engine) >= TABLES
+        heads = migrate.head_revisions(settings)
+        assert heads == {"starterkit_0001"}
+        assert await anyio.to_thread.run_sync(migrate.current_revisions, settings) == heads
+        # Models and migrations agree (alembic check raises on any difference).
+        await anyio.to_thread.run_sync(migrate.check, settings)
+
+        await anyio.to_thread.run_sync(migrate.downgrade, settings, "base")
+        assert not TABLES & await table_names(kit.engine)
+        await anyio.to_thread.run_sync(migrate.upgrade, settings)
+        assert await table_names(kit.engine) >= TABLES
+    finally:
+        await kit.aclose()
+
+
+def test_migrations_are_one_branch_with_its_own_label(make_settings: SettingsFactory) -> None:
+    script = ScriptDirectory.from_config(migrate.alembic_config(make_settings()))
+    assert len(script.get_heads()) == 1
+    assert script.get_revision("starterkit@head") is not None
+    base = script.get_revision("starterkit_0001")
+    assert base is not None
+    assert "starterkit" in base.branch_labels
+
+
+async def test_items_index_supports_newest_first_pages(settings: Settings) -> None:
+    kit = StarterKit(settings)
+
+    def indexes(connection: Connection) -> dict[str, list[str | None]]:
+        return {
+            str(index["name"]): list(index["column_names"])
+            for index in inspect(connection).get_indexes("items")
+        }
+
+    try:
+        async with kit.engine.connect() as connection:
+            found = await connection.run_sync(indexes)
+    finally:
+        await kit.aclose()
+    assert found["ix_items_owner_id_created_at_id"] == ["owner_id", "created_at", "id"]
+
+
+async def test_deleting_a_user_cascades_to_their_items(settings: Settings) -> None:
+    kit = StarterKit(settings)
+    try:
+        async with kit.sessionmaker() as session:
+            user = User(email="owner@example.com", hashed_password="x")
+            session.add(user)
+            await session.flush()
+            session.add(Item(title="mine", owner_id=user.id))
+            await session.commit()
+            await session.execute(text("DELETE FROM users"))
+            await session.commit()
+            assert (await session.execute(select(Item))).first() is None
+    finally:
+        await kit.aclose()
+
+
+async def test_timestamps_round_trip_as_aware_utc_with_microseconds(settings: Settings) -> None:
+    kit = StarterKit(settings)
+    moment = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=timezone(timedelta(hours=2)))
+    try:
+        async with kit.sessionmaker() as session:
+            session.add(User(email="tz@example.com", hashed_password="x", created_at=moment))
+            await session.commit()
+        async with kit.sessionmaker() as session:
+            user = (await session.execute(select(User))).scalar_one()
+    finally:
+        await kit.aclose()
+    assert user.created_at == moment
+    assert user.created_at.tzinfo == UTC
+    assert user.created_at.hour == 1
+    assert user.updated_at.tzinfo == UTC
+
+
+async def test_naive_datetimes_are_refused(settings: Settings) -> None:
+    kit = StarterKit(settings)
+    try:
+        async with kit.sessionmaker() as session:
+            naive = datetime(2026, 1, 1)  # noqa: DTZ001 - the point of the test
+            session.add(User(email="n@example.com", hashed_password="x", created_at=naive))
+            with pytest.raises(StatementError, match="naive datetime"):
+                await session.commit()
+    finally:
+        await kit.aclose()
+
+
+async def test_sqlite_enforces_foreign_keys_and_uses_wal(make_settings: SettingsFactory) -> None:
+    settings = make_settings()
+    if not settings.uses_sqlite:
+        pytest.skip("SQLite pragmas")
+    kit = StarterKit(settings)
+    try:
+        async with kit.engine.connect() as connection:
+            assert (await connection.execute(text("PRAGMA foreign_keys"))).scalar() == 1
+            assert (await connection.execute(text("PRAGMA journal_mode"))).scalar() == "wal"
+    finally:
+        await kit.aclose()

@@ -1,0 +1,47 @@
+"""Throwaway databases for tests: a SQLite file, or a fresh PostgreSQL database."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import asyncpg
+from sqlalchemy.engine import make_url
+
+
+def _admin_dsn(url: str) -> tuple[str, str]:
+    """(DSN of the maintenance database, base name) for a postgresql:// URL."""
+    parsed = make_url(url).set(drivername="postgresql")
+    admin = parsed.set(database="postgres")
+    return admin.render_as_string(hide_password=False), parsed.database or "test"
+
+
+def create_postgres_database(url: str) -> str:
+    """Create an empty database next to ``url``'s and return its URL."""
+    dsn, base = _admin_dsn(url)
+    name = f"{base}_sk_{uuid.uuid4().hex[:12]}"
+
+    async def create() -> None:
+        connection = await asyncpg.connect(dsn)
+        try:
+            await connection.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await connection.close()
+
+    asyncio.run(create())
+    return make_url(url).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_postgres_database(url: str) -> None:
+    """Drop the database ``url`` points at, disconnecting anyone still using it."""
+    dsn, _ = _admin_dsn(url)
+    name = make_url(url).database
+
+    async def drop() -> None:
+        connection = await asyncpg.connect(dsn)
+        try:
+            await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await connection.close()
+
+    asyncio.run(drop())
