@@ -396,8 +396,8 @@ def _read_password(*, from_stdin: bool) -> str:
         return password
     if not sys.stdin.isatty():
         raise CLIError("no terminal to ask for the password; use --password-stdin")
-    password: str = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
-    return password
+    typed: str = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    return typed
 
 
 async def _create_user(

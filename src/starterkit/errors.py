@@ -112,8 +112,13 @@ def _fallback_code(status_code: int) -> ErrorCode:
 async def http_exception_handler(_request: Request, error: Exception) -> Response:
     """Starlette/FastAPI ``HTTPException``: unknown routes, 405, 413 and explicit raises."""
     assert isinstance(error, HTTPException)  # noqa: S101 - registered for this type only
-    detail = error.detail if isinstance(error.detail, str) else str(error.detail)
-    return error_response(error.status_code, detail, headers=error.headers)
+    # FastAPI's HTTPException allows any JSON detail; the envelope promises a string.
+    detail: object = error.detail
+    return error_response(
+        error.status_code,
+        detail if isinstance(detail, str) else json.dumps(detail),
+        headers=error.headers,
+    )
 
 
 async def validation_exception_handler(_request: Request, error: Exception) -> Response:

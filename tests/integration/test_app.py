@@ -1,13 +1,14 @@
 """The runtime has no global state: apps with different settings coexist in one process."""
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import anyio.to_thread
 import pytest
 from fastapi import Depends, FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.pool import QueuePool
 
 from starterkit import Settings, StarterKit, create_app
 from starterkit.db import migrate
@@ -16,7 +17,7 @@ from tests.conftest import app_client
 pytestmark = pytest.mark.anyio
 
 
-def sqlite_settings(path: Path, **overrides: object) -> Settings:
+def sqlite_settings(path: Path, **overrides: Any) -> Settings:
     return Settings(
         _env_file=None, environment="test", database_url=f"sqlite:///{path}", **overrides
     )
@@ -66,10 +67,16 @@ async def test_kit_mounts_into_an_existing_app_under_any_prefix(tmp_path: Path) 
 
 async def test_lifespan_releases_connections_and_kit_stays_usable(tmp_path: Path) -> None:
     kit = StarterKit(sqlite_settings(tmp_path / "life.db"))
+    pool = kit.engine.pool
+    assert isinstance(pool, QueuePool)
     async with kit.lifespan():
         assert await kit.ping_database()
-        assert kit.engine.pool.checkedin() == 1
-    assert kit.engine.pool.checkedin() == 0
+        assert pool.checkedin() == 1
+    # dispose() closed the pooled connections and swapped in a fresh, empty pool.
+    fresh = kit.engine.pool
+    assert fresh is not pool
+    assert isinstance(fresh, QueuePool)
+    assert fresh.checkedin() == 0
     assert await kit.ping_database()
     await kit.aclose()
 

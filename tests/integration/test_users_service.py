@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -16,9 +17,9 @@ PASSWORD = "a long enough passphrase"
 
 
 @pytest.fixture
-async def kit(settings: Settings) -> StarterKit:
+async def kit(settings: Settings) -> AsyncIterator[StarterKit]:
     runtime = StarterKit(settings)
-    yield runtime  # type: ignore[misc]
+    yield runtime
     await runtime.aclose()
 
 
