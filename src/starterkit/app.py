@@ -8,11 +8,13 @@ is created at import time, so any number of apps with different settings can sha
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from fastapi import FastAPI
@@ -20,12 +22,18 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from starterkit._version import __version__
+from starterkit.auth.dependencies import UserDependency, build_user_dependency
 from starterkit.auth.passwords import PasswordHasher
+from starterkit.auth.router import build_auth_router
+from starterkit.auth.service import SessionLifetimes, purge_expired_sessions
+from starterkit.auth.tokens import Clock, TokenService
+from starterkit.db.base import utcnow
 from starterkit.db.engine import create_engine, create_sessionmaker
 from starterkit.errors import install_error_handlers
 from starterkit.health import build_health_router
 from starterkit.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from starterkit.settings import Settings
+from starterkit.users.router import build_users_router
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -51,13 +59,63 @@ class StarterKit:
     :meth:`lifespan` (or :meth:`aclose`).
     """
 
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        token_url: str | None = None,
+        clock: Clock = utcnow,
+    ) -> None:
+        """Build the runtime.
+
+        Args:
+            settings: configuration; read from the environment and ``.env`` when omitted.
+            token_url: where the auth router's ``/login`` is mounted, for the OpenAPI
+                "Authorize" button; defaults to ``{api_prefix}/auth/login``.
+            clock: returns the current aware UTC time; tests pass a fake one.
+        """
         self.settings = settings if settings is not None else Settings()
+        self.clock = clock
+        self.token_url = token_url or f"{self.settings.api_prefix}/auth/login"
         self.engine = create_engine(self.settings)
         self.sessionmaker = create_sessionmaker(self.engine)
         self.redis: Redis | None = _create_redis(self.settings.redis_url)
         self.password_hasher = PasswordHasher()
+        self.session_lifetimes = SessionLifetimes(
+            idle=timedelta(days=self.settings.refresh_token_expire_days),
+            absolute=timedelta(days=self.settings.session_max_age_days),
+        )
+        self.current_user = self.require_user()
+        self.current_superuser = self.require_user(superuser=True)
         self.health_router = build_health_router(self)
+        self.auth_router = build_auth_router(self)
+        self.users_router = build_users_router(self)
+        self._purge_task: asyncio.Task[None] | None = None
+
+    def require_user(
+        self, *, active: bool = True, verified: bool = False, superuser: bool = False
+    ) -> UserDependency:
+        """Build a dependency that returns the signed-in user meeting these requirements.
+
+        ``kit.current_user`` is ``require_user()``; ``kit.current_superuser`` is
+        ``require_user(superuser=True)``. Missing or bad credentials give 401; a user who
+        lacks a required property gets 403.
+        """
+        return build_user_dependency(self, active=active, verified=verified, superuser=superuser)
+
+    @functools.cached_property
+    def tokens(self) -> TokenService:
+        """Issues and verifies this runtime's access and refresh tokens."""
+        secret_key, refresh_secret = self.token_secrets
+        return TokenService(
+            secret_key=secret_key,
+            refresh_secret=refresh_secret,
+            issuer=self.settings.jwt_issuer,
+            audience=self.settings.jwt_audience,
+            access_ttl=timedelta(minutes=self.settings.access_token_expire_minutes),
+            leeway_seconds=self.settings.clock_skew_seconds,
+            clock=self.clock,
+        )
 
     @functools.cached_property
     def token_secrets(self) -> tuple[str, str]:
@@ -70,10 +128,35 @@ class StarterKit:
 
         With a lifespan of your own, nest it: ``async with kit.lifespan(app): yield``.
         """
+        interval = self.settings.session_purge_interval_seconds
+        if interval:
+            self._purge_task = asyncio.create_task(self._purge_periodically(interval))
         try:
             yield
         finally:
+            if self._purge_task is not None:
+                self._purge_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._purge_task
+                self._purge_task = None
             await self.aclose()
+
+    async def purge_expired_sessions(self) -> int:
+        """Delete expired and long-revoked sessions now; returns how many went."""
+        async with self.sessionmaker() as session:
+            deleted = await purge_expired_sessions(session, now=self.clock())
+            await session.commit()
+        return deleted
+
+    async def _purge_periodically(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                deleted = await self.purge_expired_sessions()
+            except Exception:  # the database may be away; try again next time
+                logger.warning("purging expired sessions failed", exc_info=True)
+            else:
+                logger.debug("purged %d expired sessions", deleted)
 
     async def aclose(self) -> None:
         """Close pooled database connections and the Redis client. The kit stays usable."""
@@ -162,17 +245,21 @@ def _resolve_secrets(settings: Settings) -> tuple[str, str]:
     return secret_key or secrets.token_urlsafe(48), refresh or secrets.token_urlsafe(48)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, kit: StarterKit | None = None) -> FastAPI:
     """Build the whole starterkit service.
 
     Args:
         settings: configuration; read from the environment and ``.env`` when omitted.
+        kit: an existing runtime to serve instead (for example one with a test clock);
+            its settings are used and ``settings`` must then be omitted.
 
     Returns:
         A FastAPI app whose routes live under ``settings.api_prefix``, with its
         :class:`StarterKit` at ``app.state.starterkit``.
     """
-    kit = StarterKit(settings)
+    if kit is not None and settings is not None:
+        raise TypeError("pass settings or kit, not both")
+    kit = kit or StarterKit(settings)
     docs = kit.settings.docs_enabled
     app = FastAPI(
         title="starterkit",
@@ -183,5 +270,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url="/openapi.json" if docs else None,
     )
     kit.install(app)
-    app.include_router(kit.health_router, prefix=kit.settings.api_prefix)
+    prefix = kit.settings.api_prefix
+    app.include_router(kit.health_router, prefix=prefix)
+    app.include_router(kit.auth_router, prefix=f"{prefix}/auth")
+    app.include_router(kit.users_router, prefix=f"{prefix}/users")
     return app

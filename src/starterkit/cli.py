@@ -175,7 +175,19 @@ def serve(
         proxy_headers=proxy_headers or forwarded_allow_ips is not None,
         forwarded_allow_ips=forwarded_allow_ips,
         server_header=False,
+        log_config=_log_config(),
     )
+
+
+def _log_config() -> dict[str, Any]:
+    """uvicorn's logging, plus starterkit's own loggers at INFO on the same handler."""
+    import copy  # noqa: PLC0415
+
+    from uvicorn.config import LOGGING_CONFIG  # noqa: PLC0415
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["starterkit"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    return config
 
 
 def _ensure_dev_secrets(settings: Settings) -> Settings:

@@ -143,6 +143,13 @@ async def validation_exception_handler(_request: Request, error: Exception) -> R
 async def domain_exception_handler(_request: Request, error: Exception) -> Response:
     """Map a service's domain error to its status code."""
     assert isinstance(error, exc.StarterKitError)  # noqa: S101 - registered for this type only
+    if isinstance(error, exc.InvalidPassword):
+        # A password rule is a validation rule that needs settings, so it is checked late.
+        field_error = {"loc": ["body", error.field], "msg": error.detail, "type": "password"}
+        return error_response(422, error.detail, errors=[field_error])
+    if isinstance(error, exc.InvalidToken):
+        challenge = 'Bearer error="invalid_token"'
+        return error_response(401, error.detail, headers={"WWW-Authenticate": challenge})
     for cls, status_code in _DOMAIN_STATUS:
         if isinstance(error, cls):
             return error_response(status_code, error.detail)

@@ -28,6 +28,12 @@ class AuthenticationFailed(StarterKitError):
     default_detail = "Could not validate credentials."
 
 
+class InvalidToken(AuthenticationFailed):
+    """A bearer or refresh token that is malformed, forged, expired or revoked."""
+
+    default_detail = "The token is invalid or has expired."
+
+
 class PermissionDenied(StarterKitError):
     """Authenticated, but not allowed to do this (403)."""
 
@@ -52,7 +58,17 @@ class EmailTaken(Conflict):
     default_detail = "An account with this email already exists."
 
 
-class InvalidPassword(InvalidRequest):
-    """A new password breaks the password rules."""
+class InvalidPassword(StarterKitError):
+    """A new password breaks the password rules; ``field`` names the offending input."""
 
     default_detail = "The password does not meet the password rules."
+
+    def __init__(self, detail: str | None = None, *, field: str = "password") -> None:
+        super().__init__(detail)
+        self.field = field
+
+
+class WrongPassword(InvalidRequest):
+    """The current password given to confirm a change is not the account's password."""
+
+    default_detail = "The current password is incorrect."

@@ -115,7 +115,23 @@ class Settings(BaseSettings):
         "characters and different from SECRET_KEY.",
     )
     access_token_expire_minutes: int = Field(default=15, ge=1, le=24 * 60)
-    refresh_token_expire_days: int = Field(default=30, ge=1, le=365)
+    refresh_token_expire_days: int = Field(
+        default=30,
+        ge=1,
+        le=365,
+        description="Idle lifetime: a refresh token unused this long expires.",
+    )
+    session_max_age_days: int = Field(
+        default=90,
+        ge=1,
+        le=3650,
+        description="Absolute lifetime of a login, however often it is refreshed.",
+    )
+    session_purge_interval_seconds: int = Field(
+        default=3600,
+        ge=0,
+        description="How often each process deletes expired and revoked sessions (0: never).",
+    )
     jwt_issuer: str = Field(default="starterkit", min_length=1, max_length=255)
     jwt_audience: str = Field(default="starterkit", min_length=1, max_length=255)
     clock_skew_seconds: int = Field(

@@ -79,22 +79,25 @@ class PasswordHasher:
         await anyio.to_thread.run_sync(self._context.dummy_verify, limiter=self._capacity())
 
 
-def check_new_password(password: str, *, email: str | None, min_length: int) -> None:
+def check_new_password(
+    password: str, *, email: str | None, min_length: int, field: str = "password"
+) -> None:
     """Apply the password rules: length in characters, not the email, not a common password.
 
     There are deliberately no composition rules (NIST SP 800-63B, OWASP ASVS 6.2.5).
 
     Raises:
-        InvalidPassword: naming the rule that was broken.
+        InvalidPassword: naming the rule that was broken (and ``field``, the input it came in).
     """
+    problem = None
     length = len(password)
     if length < min_length:
-        raise InvalidPassword(f"The password must be at least {min_length} characters long.")
-    if length > PASSWORD_MAX_LENGTH:
-        raise InvalidPassword(
-            f"The password must be at most {PASSWORD_MAX_LENGTH} characters long."
-        )
-    if email is not None and password.strip().casefold() == email.strip().casefold():
-        raise InvalidPassword("The password must not be the same as the email address.")
-    if is_common_password(password):
-        raise InvalidPassword("The password is too common; choose a less guessable one.")
+        problem = f"The password must be at least {min_length} characters long."
+    elif length > PASSWORD_MAX_LENGTH:
+        problem = f"The password must be at most {PASSWORD_MAX_LENGTH} characters long."
+    elif email is not None and password.strip().casefold() == email.strip().casefold():
+        problem = "The password must not be the same as the email address."
+    elif is_common_password(password):
+        problem = "The password is too common; choose a less guessable one."
+    if problem is not None:
+        raise InvalidPassword(problem, field=field)

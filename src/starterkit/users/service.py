@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from starterkit.auth.passwords import PasswordHasher, check_new_password
 from starterkit.db.models import EMAIL_MAX_LENGTH, User
-from starterkit.exceptions import EmailTaken, InvalidRequest
+from starterkit.exceptions import EmailTaken, InvalidRequest, NotFound, WrongPassword
 
 
 def normalize_email(email: str) -> str:
@@ -75,3 +77,80 @@ async def create_user(
         # Lost a race with a concurrent registration of the same email.
         raise EmailTaken from None
     return user
+
+
+async def get_user(session: AsyncSession, user_id: int) -> User:
+    """The user with this id.
+
+    Raises:
+        NotFound: there is none.
+    """
+    user = await session.get(User, user_id)
+    if user is None:
+        raise NotFound("User not found.")
+    return user
+
+
+async def list_users(session: AsyncSession, *, limit: int, offset: int) -> tuple[list[User], int]:
+    """One page of users in id order, and the total count."""
+    total = await session.scalar(select(func.count()).select_from(User))
+    result = await session.execute(select(User).order_by(User.id).limit(limit).offset(offset))
+    return list(result.scalars()), int(total or 0)
+
+
+async def change_password(
+    session: AsyncSession,
+    *,
+    user: User,
+    current_password: str,
+    new_password: str,
+    hasher: PasswordHasher,
+    password_min_length: int,
+    now: datetime,
+) -> None:
+    """Replace the password after checking the current one; end every session.
+
+    Raises:
+        WrongPassword: ``current_password`` is not the account's password.
+        InvalidPassword: the new password breaks a rule (``field`` is ``new_password``).
+    """
+    from starterkit.auth.service import end_all_sessions  # noqa: PLC0415 - avoids a cycle
+
+    ok, _ = await hasher.verify_and_update(current_password, user.hashed_password)
+    if not ok:
+        raise WrongPassword
+    check_new_password(
+        new_password, email=user.email, min_length=password_min_length, field="new_password"
+    )
+    user.hashed_password = await hasher.hash(new_password)
+    await end_all_sessions(session, user=user, now=now, reason="password-change")
+
+
+async def set_user_flags(
+    session: AsyncSession,
+    *,
+    user: User,
+    now: datetime,
+    is_active: bool | None = None,
+    is_superuser: bool | None = None,
+    full_name: str | None = None,
+    clear_full_name: bool = False,
+) -> User:
+    """Change what a superuser may change; deactivating ends the user's sessions at once."""
+    from starterkit.auth.service import end_all_sessions  # noqa: PLC0415 - avoids a cycle
+
+    if is_superuser is not None:
+        user.is_superuser = is_superuser
+    if full_name is not None or clear_full_name:
+        user.full_name = full_name
+    if is_active is not None and is_active != user.is_active:
+        user.is_active = is_active
+        if not is_active:
+            await end_all_sessions(session, user=user, now=now, reason="deactivated")
+    return user
+
+
+async def delete_user(session: AsyncSession, *, user: User) -> None:
+    """Delete the account; its items and sessions go with it."""
+    await session.delete(user)
+    await session.flush()

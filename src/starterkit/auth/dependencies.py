@@ -1,0 +1,76 @@
+"""FastAPI dependencies that authenticate the caller from ``Authorization: Bearer``.
+
+This module deliberately does not use ``from __future__ import annotations``: FastAPI reads the
+annotations of the dependency functions built here at runtime.
+"""
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Annotated
+
+from fastapi import Depends, Request, Response
+from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from starterkit.auth.tokens import AccessClaims
+from starterkit.db.models import User
+from starterkit.exceptions import AuthenticationFailed, InvalidToken, PermissionDenied
+
+if TYPE_CHECKING:
+    from starterkit.app import StarterKit
+
+logger = logging.getLogger("starterkit.auth")
+
+UserDependency = Callable[..., Awaitable[User]]
+NOT_AUTHENTICATED = "Not authenticated."
+
+
+def claims_of(request: Request) -> AccessClaims | None:
+    """The verified access-token claims of this request, once a user dependency ran."""
+    claims = getattr(request.state, "access_claims", None)
+    return claims if isinstance(claims, AccessClaims) else None
+
+
+def build_user_dependency(
+    kit: "StarterKit",
+    *,
+    active: bool = True,
+    verified: bool = False,
+    superuser: bool = False,
+) -> UserDependency:
+    """A dependency returning the authenticated :class:`User`, with the given requirements.
+
+    The token is read from the ``Authorization`` header only (never the query string). The
+    user is loaded on every request, so deactivation and a bumped token version (logout-all,
+    password change) take effect on the very next request.
+
+    Raises (as HTTP errors):
+        401: no token, an invalid token, or a user that no longer matches it.
+        403: the user lacks a required property (superuser, verified email).
+    """
+    bearer = OAuth2PasswordBearer(tokenUrl=kit.token_url, auto_error=False)
+
+    async def current_user(
+        request: Request,
+        response: Response,
+        token: Annotated[str | None, Depends(bearer)],
+        session: Annotated[AsyncSession, Depends(kit.db_session)],
+    ) -> User:
+        if not token:
+            raise AuthenticationFailed(NOT_AUTHENTICATED)
+        claims = kit.tokens.decode_access_token(token)
+        user = await session.get(User, claims.user_id)
+        if user is None or user.token_version != claims.token_version:
+            raise InvalidToken
+        if active and not user.is_active:
+            raise InvalidToken
+        if superuser and not user.is_superuser:
+            raise PermissionDenied("This requires a superuser.")
+        if verified and not user.is_verified:
+            raise PermissionDenied("This requires a verified email address.")
+        request.state.access_claims = claims
+        # Responses for a signed-in user are private: no shared cache may keep them.
+        response.headers["Cache-Control"] = "no-store"
+        return user
+
+    return current_user

@@ -1,0 +1,217 @@
+"""``/auth`` routes: login, refresh, logout, logout-all and the caller's sessions.
+
+Built by :func:`build_auth_router` for one :class:`StarterKit`; mount it under any prefix.
+No ``from __future__ import annotations`` here: FastAPI reads these annotations at runtime.
+"""
+
+import logging
+from typing import TYPE_CHECKING, Annotated, Any
+from urllib.parse import parse_qsl
+
+from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from starterkit.auth import service
+from starterkit.auth.dependencies import claims_of
+from starterkit.auth.schemas import LoginRequest, RefreshRequest, SessionRead, TokenPair
+from starterkit.clientip import client_ip
+from starterkit.db.models import User
+from starterkit.exceptions import AuthenticationFailed, InvalidToken
+from starterkit.schemas import MAX_DB_INT, error_responses
+
+if TYPE_CHECKING:
+    from starterkit.app import StarterKit
+
+logger = logging.getLogger("starterkit.auth")
+
+# RFC 6749 §5.1: responses carrying tokens must not be stored by any cache.
+TOKEN_HEADERS = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+_FORM_SCHEMA = {
+    "type": "object",
+    "required": ["username", "password"],
+    "properties": {
+        "username": {"type": "string", "description": "The account's email address."},
+        "password": {"type": "string", "format": "password"},
+        "grant_type": {"type": "string", "enum": ["password"]},
+    },
+}
+
+
+async def read_login(request: Request) -> LoginRequest:
+    """Parse JSON ``{email, password}`` or the OAuth2 password form into a LoginRequest."""
+    body = await request.body()
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    try:
+        if content_type == "application/x-www-form-urlencoded":
+            try:
+                form = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+            except UnicodeDecodeError:
+                form = {}
+            return LoginRequest.model_validate(
+                {"email": form.get("username"), "password": form.get("password")}
+            )
+        return LoginRequest.model_validate_json(body or b"null")
+    except ValidationError as error:
+        errors = error.errors(include_url=False, include_input=False, include_context=False)
+        for item in errors:
+            field = item["loc"][0] if item["loc"] else None
+            if content_type == "application/x-www-form-urlencoded" and field == "email":
+                field = "username"
+            item["loc"] = ("body", *((field,) if field is not None else ()), *item["loc"][1:])
+        raise RequestValidationError(errors) from None
+
+
+def build_auth_router(kit: "StarterKit") -> APIRouter:
+    """The auth routes of ``kit``; include it with any prefix (``create_app`` uses /auth)."""
+    router = APIRouter(tags=["auth"])
+    Session = Annotated[AsyncSession, Depends(kit.db_session)]
+    CurrentUser = Annotated[User, Depends(kit.current_user)]
+
+    @router.post(
+        "/login",
+        name="auth:login",
+        response_model=TokenPair,
+        responses=error_responses(401, 422),
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": LoginRequest.model_json_schema()},
+                    "application/x-www-form-urlencoded": {"schema": _FORM_SCHEMA},
+                },
+            }
+        },
+    )
+    async def login(request: Request, response: Response, session: Session) -> TokenPair:
+        """Exchange email and password for an access token and a refresh token.
+
+        Takes JSON `{"email", "password"}` or the OAuth2 password form (`username`,
+        `password`), so the Authorize button of these docs works. Every failure is the same
+        401, whether the email is unknown, the password wrong or the account inactive.
+        """
+        credentials = await read_login(request)
+        ip = client_ip(request, kit.settings.trusted_proxies)
+        try:
+            user = await service.authenticate(
+                session,
+                email=credentials.email,
+                password=credentials.password,
+                hasher=kit.password_hasher,
+            )
+        except AuthenticationFailed:
+            logger.info("login failed for %r from %s", credentials.email[:320], ip)
+            raise
+        issued = await service.start_session(
+            session,
+            user=user,
+            tokens=kit.tokens,
+            lifetimes=kit.session_lifetimes,
+            now=kit.clock(),
+            user_agent=request.headers.get("user-agent"),
+            ip=ip,
+        )
+        await session.commit()
+        logger.info("login: user %s, session %s, from %s", user.id, issued.session_id, ip)
+        response.headers.update(TOKEN_HEADERS)
+        return _token_pair(issued)
+
+    @router.post(
+        "/refresh",
+        name="auth:refresh",
+        response_model=TokenPair,
+        responses=error_responses(401, 422),
+    )
+    async def refresh(
+        payload: RefreshRequest, request: Request, response: Response, session: Session
+    ) -> TokenPair:
+        """Exchange a refresh token for a new pair. Each refresh token works once.
+
+        Presenting a refresh token that was already used revokes its whole session (the
+        token must have been copied); the other sessions of the account are not affected.
+        """
+        try:
+            issued = await service.rotate_refresh_token(
+                session,
+                refresh_token=payload.refresh_token,
+                tokens=kit.tokens,
+                lifetimes=kit.session_lifetimes,
+                now=kit.clock(),
+                ip=client_ip(request, kit.settings.trusted_proxies),
+            )
+        except InvalidToken:
+            await session.commit()  # keep a revocation made by reuse detection
+            raise
+        await session.commit()
+        response.headers.update(TOKEN_HEADERS)
+        return _token_pair(issued)
+
+    @router.post(
+        "/logout",
+        name="auth:logout",
+        status_code=204,
+        responses=error_responses(422),
+    )
+    async def logout(payload: RefreshRequest, session: Session) -> Response:
+        """End the session of a refresh token. Idempotent: unknown tokens also get 204."""
+        await service.end_session_by_refresh_token(
+            session, refresh_token=payload.refresh_token, tokens=kit.tokens, now=kit.clock()
+        )
+        await session.commit()
+        return Response(status_code=204)
+
+    @router.post(
+        "/logout-all",
+        name="auth:logout_all",
+        status_code=204,
+        responses=error_responses(401),
+    )
+    async def logout_all(user: CurrentUser, session: Session) -> Response:
+        """End every session of the caller and invalidate all their access tokens."""
+        await service.end_all_sessions(session, user=user, now=kit.clock())
+        await session.commit()
+        return Response(status_code=204)
+
+    @router.get(
+        "/sessions",
+        name="auth:sessions",
+        response_model=list[SessionRead],
+        responses=error_responses(401),
+    )
+    async def sessions(request: Request, user: CurrentUser, session: Session) -> Any:
+        """The caller's active sessions; `current` marks the one this token belongs to."""
+        claims = claims_of(request)
+        current_id = claims.session_id if claims else None
+        active = await service.list_active_sessions(session, user_id=user.id, now=kit.clock())
+        return [
+            SessionRead.model_validate(item).model_copy(update={"current": item.id == current_id})
+            for item in active
+        ]
+
+    @router.delete(
+        "/sessions/{session_id}",
+        name="auth:end_session",
+        status_code=204,
+        responses=error_responses(401, 404, 422),
+    )
+    async def end_session(
+        session_id: Annotated[int, Path(ge=1, le=MAX_DB_INT)],
+        user: CurrentUser,
+        session: Session,
+    ) -> Response:
+        """End one of your sessions (its refresh token stops working). Others' are 404."""
+        await service.end_session(session, user_id=user.id, session_id=session_id, now=kit.clock())
+        await session.commit()
+        return Response(status_code=204)
+
+    return router
+
+
+def _token_pair(issued: service.IssuedTokens) -> TokenPair:
+    return TokenPair(
+        access_token=issued.access_token,
+        refresh_token=issued.refresh_token,
+        expires_in=issued.expires_in,
+    )

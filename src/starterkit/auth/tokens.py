@@ -1,0 +1,136 @@
+"""Access tokens (PyJWT, HS256) and opaque refresh tokens.
+
+Access tokens carry sub, exp, iat, nbf, iss, aud, jti, ``type: access``, the user's token
+version (``ver``) and the session id (``sid``), with the RFC 9068 header ``typ: at+jwt``.
+Decoding requires every claim, allows only HS256 and answers every failure with the same
+:class:`InvalidToken`, so a client cannot learn which check failed.
+
+Refresh tokens are 256 random bits; only HMAC-SHA256(REFRESH_TOKEN_SECRET, token) is stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import jwt
+
+from starterkit.db.base import utcnow
+from starterkit.exceptions import InvalidToken
+
+ALGORITHM = "HS256"
+ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105 - the RFC 9068 media type, not a secret
+REQUIRED_CLAIMS = ["sub", "exp", "iat", "nbf", "iss", "aud", "jti", "type", "ver"]
+REFRESH_TOKEN_BYTES = 32
+
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True, slots=True)
+class AccessClaims:
+    """What a verified access token says."""
+
+    user_id: int
+    token_version: int
+    session_id: int | None
+    token_id: str
+    expires_at: int
+
+
+class TokenService:
+    """Issues and verifies tokens for one runtime's secrets and settings."""
+
+    def __init__(
+        self,
+        *,
+        secret_key: str,
+        refresh_secret: str,
+        issuer: str,
+        audience: str,
+        access_ttl: timedelta,
+        leeway_seconds: int,
+        clock: Clock = utcnow,
+    ) -> None:
+        self._secret_key = secret_key
+        self._refresh_key = refresh_secret.encode()
+        self._issuer = issuer
+        self._audience = audience
+        self.access_ttl = access_ttl
+        self._leeway = leeway_seconds
+        self._clock = clock
+        self._jwt = jwt.PyJWT(options={"enforce_minimum_key_length": True})
+
+    def issue_access_token(
+        self, *, user_id: int, token_version: int, session_id: int | None = None
+    ) -> str:
+        """A signed access token for the user, valid for ``access_ttl``."""
+        now = int(self._clock().timestamp())
+        claims: dict[str, object] = {
+            "sub": str(user_id),
+            "iat": now,
+            "nbf": now,
+            "exp": now + int(self.access_ttl.total_seconds()),
+            "iss": self._issuer,
+            "aud": self._audience,
+            "jti": uuid.uuid4().hex,
+            "type": "access",
+            "ver": token_version,
+        }
+        if session_id is not None:
+            claims["sid"] = session_id
+        return self._jwt.encode(
+            claims, self._secret_key, algorithm=ALGORITHM, headers={"typ": ACCESS_TOKEN_TYPE}
+        )
+
+    def decode_access_token(self, token: str) -> AccessClaims:
+        """Verify ``token`` and return its claims.
+
+        Raises:
+            InvalidToken: for any problem: signature, algorithm, expiry, issuer, audience, a
+                missing claim, or a token that is not an access token.
+        """
+        try:
+            decoded = self._jwt.decode_complete(
+                token,
+                self._secret_key,
+                algorithms=[ALGORITHM],
+                audience=self._audience,
+                issuer=self._issuer,
+                leeway=self._leeway,
+                options={"require": REQUIRED_CLAIMS, "strict_aud": True},
+            )
+        except jwt.PyJWTError:
+            raise InvalidToken from None
+        header, payload = decoded["header"], decoded["payload"]
+        sub, ver, sid = payload.get("sub"), payload.get("ver"), payload.get("sid")
+        if (
+            header.get("typ") != ACCESS_TOKEN_TYPE
+            or payload.get("type") != "access"
+            or not isinstance(sub, str)
+            or not sub.isdigit()
+            or not isinstance(ver, int)
+            or isinstance(ver, bool)
+            or not (sid is None or (isinstance(sid, int) and not isinstance(sid, bool)))
+        ):
+            raise InvalidToken
+        return AccessClaims(
+            user_id=int(sub),
+            token_version=ver,
+            session_id=sid,
+            token_id=str(payload["jti"]),
+            expires_at=int(payload["exp"]),
+        )
+
+    def new_refresh_token(self) -> tuple[str, str]:
+        """A fresh refresh token and the digest to store for it."""
+        token = secrets.token_urlsafe(REFRESH_TOKEN_BYTES)
+        return token, self.hash_refresh_token(token)
+
+    def hash_refresh_token(self, token: str) -> str:
+        """HMAC-SHA256 of a refresh token under REFRESH_TOKEN_SECRET, in hex."""
+        return hmac.new(self._refresh_key, token.encode(), hashlib.sha256).hexdigest()

@@ -1,0 +1,70 @@
+"""Building blocks shared by the request and response schemas of every router."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from starterkit.errors import ErrorCode
+
+MAX_DB_INT = 2**63 - 1
+
+
+def _plain_text(value: str) -> str:
+    # NUL cannot be stored by PostgreSQL and lone surrogates cannot be encoded at all; both
+    # would otherwise surface as a 500 deep in the driver.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode (no lone surrogates)") from None
+    return value
+
+
+PlainStr = Annotated[str, AfterValidator(_plain_text)]
+"""A string that every database and JSON encoder can store: no NUL, no lone surrogates."""
+
+DbId = Annotated[int, Field(ge=1, le=MAX_DB_INT)]
+"""An id as stored in the database (a positive signed 64-bit integer)."""
+
+
+class InputModel(BaseModel):
+    """Base of request bodies: unknown fields are an error, not silently dropped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class FieldError(BaseModel):
+    """One invalid input field."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ErrorBody(BaseModel):
+    """The error envelope every error response uses."""
+
+    detail: str
+    code: ErrorCode
+    errors: list[FieldError] | None = None
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` entries documenting envelope errors with these statuses."""
+    descriptions = {
+        400: "The request cannot be honoured.",
+        401: "Missing, invalid or expired credentials.",
+        403: "Not allowed for this account.",
+        404: "Not found, or not yours.",
+        409: "Conflicts with existing data.",
+        413: "The request body is too large.",
+        422: "The input is invalid.",
+        429: "Too many requests; retry after `Retry-After` seconds.",
+        503: "A dependency (the database) is unavailable.",
+    }
+    return {
+        status: {"model": ErrorBody, "description": descriptions[status]} for status in statuses
+    }

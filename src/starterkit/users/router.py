@@ -1,0 +1,180 @@
+"""``/users`` routes: registration, the caller's own account, and superuser administration.
+
+Built by :func:`build_users_router` for one :class:`StarterKit`; mount it under any prefix.
+No ``from __future__ import annotations`` here: FastAPI reads these annotations at runtime.
+"""
+
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Response
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from starterkit.db.models import User
+from starterkit.exceptions import InvalidRequest
+from starterkit.schemas import MAX_DB_INT, error_responses
+from starterkit.users import service
+from starterkit.users.schemas import (
+    PasswordChange,
+    UserCreate,
+    UserPage,
+    UserRead,
+    UserUpdateAdmin,
+    UserUpdateMe,
+)
+
+if TYPE_CHECKING:
+    from starterkit.app import StarterKit
+
+UserId = Annotated[int, Path(ge=1, le=MAX_DB_INT)]
+
+
+def build_users_router(kit: "StarterKit") -> APIRouter:
+    """The users routes of ``kit``; include it with any prefix (``create_app`` uses /users)."""
+    router = APIRouter(tags=["users"])
+    Session = Annotated[AsyncSession, Depends(kit.db_session)]
+    CurrentUser = Annotated[User, Depends(kit.current_user)]
+    Superuser = Annotated[User, Depends(kit.current_superuser)]
+
+    @router.post(
+        "",
+        name="users:register",
+        status_code=201,
+        response_model=UserRead,
+        responses=error_responses(409, 422),
+    )
+    async def register(payload: UserCreate, session: Session) -> Any:
+        """Create an account. It is never a superuser and always starts active.
+
+        The password must be long enough, not the email and not a common password (422
+        otherwise); a taken email is 409.
+        """
+        user = await service.create_user(
+            session,
+            email=payload.email,
+            password=payload.password,
+            hasher=kit.password_hasher,
+            password_min_length=kit.settings.password_min_length,
+            full_name=payload.full_name,
+        )
+        await session.commit()
+        return user
+
+    @router.get("/me", name="users:me", response_model=UserRead, responses=error_responses(401))
+    async def read_me(user: CurrentUser) -> Any:
+        """The caller's account."""
+        return user
+
+    @router.patch(
+        "/me", name="users:update_me", response_model=UserRead, responses=error_responses(401, 422)
+    )
+    async def update_me(payload: UserUpdateMe, user: CurrentUser, session: Session) -> Any:
+        """Change your display name (`null` clears it)."""
+        if "full_name" in payload.model_fields_set:
+            user.full_name = payload.full_name
+        await session.commit()
+        return user
+
+    @router.post(
+        "/me/password",
+        name="users:change_password",
+        status_code=204,
+        responses=error_responses(400, 401, 422),
+    )
+    async def change_password(
+        payload: PasswordChange, user: CurrentUser, session: Session
+    ) -> Response:
+        """Change your password. Ends every session and access token, this one included.
+
+        A wrong `current_password` is 400 (you are still signed in); a new password that
+        breaks the rules is 422.
+        """
+        await service.change_password(
+            session,
+            user=user,
+            current_password=payload.current_password,
+            new_password=payload.new_password,
+            hasher=kit.password_hasher,
+            password_min_length=kit.settings.password_min_length,
+            now=kit.clock(),
+        )
+        await session.commit()
+        return Response(status_code=204)
+
+    @router.get(
+        "",
+        name="users:list",
+        response_model=UserPage,
+        responses=error_responses(401, 403, 422),
+    )
+    async def list_users(
+        _admin: Superuser,
+        session: Session,
+        limit: Annotated[int, Query(ge=1, le=100)] = 50,
+        offset: Annotated[int, Query(ge=0, le=MAX_DB_INT)] = 0,
+    ) -> Any:
+        """All accounts in id order (superusers only)."""
+        users, total = await service.list_users(session, limit=limit, offset=offset)
+        return UserPage(
+            items=[UserRead.model_validate(user) for user in users],
+            total=total,
+            limit=limit,
+            offset=offset,
+        )
+
+    @router.get(
+        "/{user_id}",
+        name="users:get",
+        response_model=UserRead,
+        responses=error_responses(401, 403, 404, 422),
+    )
+    async def get_user(user_id: UserId, _admin: Superuser, session: Session) -> Any:
+        """One account (superusers only)."""
+        return await service.get_user(session, user_id)
+
+    @router.patch(
+        "/{user_id}",
+        name="users:update",
+        response_model=UserRead,
+        responses=error_responses(400, 401, 403, 404, 422),
+    )
+    async def update_user(
+        user_id: UserId, payload: UserUpdateAdmin, admin: Superuser, session: Session
+    ) -> Any:
+        """Activate, deactivate, promote or demote an account (superusers only).
+
+        Deactivating ends the account's sessions and access tokens at once. You cannot
+        deactivate or demote yourself, so the last superuser cannot lock everyone out by
+        accident.
+        """
+        user = await service.get_user(session, user_id)
+        if user.id == admin.id and (payload.is_active is False or payload.is_superuser is False):
+            raise InvalidRequest("You cannot deactivate or demote your own account.")
+        fields = payload.model_fields_set
+        await service.set_user_flags(
+            session,
+            user=user,
+            now=kit.clock(),
+            is_active=payload.is_active,
+            is_superuser=payload.is_superuser,
+            full_name=payload.full_name,
+            clear_full_name="full_name" in fields and payload.full_name is None,
+        )
+        await session.commit()
+        return user
+
+    @router.delete(
+        "/{user_id}",
+        name="users:delete",
+        status_code=204,
+        responses=error_responses(400, 401, 403, 404, 422),
+    )
+    async def delete_user(user_id: UserId, admin: Superuser, session: Session) -> Response:
+        """Delete an account with its items and sessions (superusers only; not yourself)."""
+        user = await service.get_user(session, user_id)
+        if user.id == admin.id:
+            raise InvalidRequest("You cannot delete your own account.")
+        await service.delete_user(session, user=user)
+        await session.commit()
+        return Response(status_code=204)
+
+    return router
