@@ -24,6 +24,7 @@ PACKAGE_DATA = (
     "starterkit/migrations/env.py",
     "starterkit/migrations/script.py.mako",
     "starterkit/migrations/versions/starterkit_0001_initial.py",
+    "starterkit/migrations/versions/starterkit_0002_items_created_at_index.py",
     "starterkit/auth/common-passwords.txt",
 )
 

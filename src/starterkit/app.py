@@ -27,10 +27,12 @@ from starterkit.auth.passwords import PasswordHasher
 from starterkit.auth.router import build_auth_router
 from starterkit.auth.service import SessionLifetimes, purge_expired_sessions
 from starterkit.auth.tokens import Clock, TokenService
+from starterkit.cache import MemoryBackend, RedisBackend, ResponseCache
 from starterkit.db.base import utcnow
 from starterkit.db.engine import create_engine, create_sessionmaker
 from starterkit.errors import install_error_handlers
 from starterkit.health import build_health_router
+from starterkit.items.router import build_items_router
 from starterkit.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from starterkit.settings import Settings
 from starterkit.users.router import build_users_router
@@ -81,6 +83,11 @@ class StarterKit:
         self.sessionmaker = create_sessionmaker(self.engine)
         self.redis: Redis | None = _create_redis(self.settings.redis_url)
         self.password_hasher = PasswordHasher()
+        self.cache = ResponseCache(
+            RedisBackend(self.redis) if self.redis is not None else MemoryBackend(),
+            ttl_seconds=self.settings.cache_ttl_seconds,
+            prefix=self.settings.redis_key_prefix,
+        )
         self.session_lifetimes = SessionLifetimes(
             idle=timedelta(days=self.settings.refresh_token_expire_days),
             absolute=timedelta(days=self.settings.session_max_age_days),
@@ -90,6 +97,7 @@ class StarterKit:
         self.health_router = build_health_router(self)
         self.auth_router = build_auth_router(self)
         self.users_router = build_users_router(self)
+        self.items_router = build_items_router(self)
         self._purge_task: asyncio.Task[None] | None = None
 
     def require_user(
@@ -274,4 +282,5 @@ def create_app(settings: Settings | None = None, *, kit: StarterKit | None = Non
     app.include_router(kit.health_router, prefix=prefix)
     app.include_router(kit.auth_router, prefix=f"{prefix}/auth")
     app.include_router(kit.users_router, prefix=f"{prefix}/users")
+    app.include_router(kit.items_router, prefix=f"{prefix}/items")
     return app

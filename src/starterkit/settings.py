@@ -143,7 +143,15 @@ class Settings(BaseSettings):
     )
     auth_refresh_rate_limit: str = Field(default="10/minute")
     auth_register_rate_limit: str = Field(default="10/hour")
-    cache_ttl_seconds: int = Field(default=30, ge=0, le=24 * 3600)
+    cache_ttl_seconds: int = Field(
+        default=30, ge=0, le=24 * 3600, description="Lifetime of cached item reads; 0 disables."
+    )
+    redis_key_prefix: str = Field(
+        default="starterkit:",
+        min_length=1,
+        max_length=64,
+        description="Prefix of every Redis key, so several services can share one Redis.",
+    )
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description='Allowed browser origins, as a JSON list such as `["https://app.example"]`.',

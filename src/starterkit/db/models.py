@@ -44,7 +44,10 @@ class Item(TimestampMixin, Base):
     """The example resource: owned by one user, listed newest first."""
 
     __tablename__ = "items"
-    __table_args__ = (Index(None, "owner_id", "created_at", "id"),)
+    __table_args__ = (
+        Index(None, "owner_id", "created_at", "id"),  # a user's items, newest first
+        Index(None, "created_at", "id"),  # everyone's items, for superusers
+    )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
     title: Mapped[str] = mapped_column(String(TITLE_MAX_LENGTH))

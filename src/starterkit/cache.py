@@ -1,0 +1,213 @@
+"""Per-user response cache with generation-based invalidation, in process or in Redis.
+
+A cached read is stored under ``{prefix}c:{epoch}:{user}:{generation}:{route}``. Each write to a
+user's data increments that user's generation *before the write's response is sent*, so later
+reads compute new keys and never see the old entries, also on other instances sharing Redis.
+A read fetches the generation before it queries the database: if a write lands in between, the
+read stores its (possibly stale) result under the old generation, where nobody looks again.
+
+If Redis fails, the cache steps aside: requests go to the database for a few seconds, then
+Redis is tried again. Because writes made during the outage could not bump generations, the
+first instance to reach Redis again bumps the global epoch, which orphans every older entry.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+logger = logging.getLogger("starterkit.cache")
+
+RETRY_AFTER_FAILURE_SECONDS = 5.0
+# Generation counters must outlive every entry by far, or a reset counter could meet old keys.
+GENERATION_TTL_SECONDS = 86_400
+
+
+class CacheBackend(Protocol):
+    """Storage for cache entries and counters."""
+
+    async def get_many(self, keys: list[str]) -> list[bytes | None]:
+        """Values of ``keys`` (None where missing or expired)."""
+
+    async def set(self, key: str, value: bytes, ttl: int) -> None:
+        """Store ``value`` for ``ttl`` seconds."""
+
+    async def incr(self, key: str, ttl: int) -> int:
+        """Increment a counter (missing counts as 0) and keep it for ``ttl`` seconds."""
+
+
+class MemoryBackend:
+    """An in-process LRU with per-entry TTL; counters are kept apart and never evicted."""
+
+    def __init__(
+        self, max_entries: int = 10_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._entries: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+        self._counters: dict[str, int] = {}
+        self._max_entries = max_entries
+        self._clock = clock
+
+    async def get_many(self, keys: list[str]) -> list[bytes | None]:
+        now = self._clock()
+        values: list[bytes | None] = []
+        for key in keys:
+            if key in self._counters:
+                values.append(str(self._counters[key]).encode())
+                continue
+            entry = self._entries.get(key)
+            if entry is None or entry[0] <= now:
+                self._entries.pop(key, None)
+                values.append(None)
+            else:
+                self._entries.move_to_end(key)
+                values.append(entry[1])
+        return values
+
+    async def set(self, key: str, value: bytes, ttl: int) -> None:
+        self._entries[key] = (self._clock() + ttl, value)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._max_entries:
+            self._entries.popitem(last=False)
+
+    async def incr(self, key: str, ttl: int) -> int:
+        # In one process a counter is only lost with the process, and its entries with it.
+        self._counters[key] = self._counters.get(key, 0) + 1
+        return self._counters[key]
+
+
+class RedisBackend:
+    """Entries and counters in Redis, shared by every instance."""
+
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+
+    async def get_many(self, keys: list[str]) -> list[bytes | None]:
+        values = await self._redis.mget(keys)
+        return [value.encode() if isinstance(value, str) else value for value in values]
+
+    async def set(self, key: str, value: bytes, ttl: int) -> None:
+        await self._redis.set(key, value, ex=ttl)
+
+    async def incr(self, key: str, ttl: int) -> int:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.incr(key)
+            pipe.expire(key, ttl)
+            count, _ = await pipe.execute()
+        return int(count)
+
+
+@dataclass(frozen=True, slots=True)
+class CachedResponse:
+    """A serialised response body and its ETag."""
+
+    body: bytes
+    etag: str
+
+
+@dataclass(slots=True)
+class CacheLookup:
+    """The result of :meth:`ResponseCache.lookup`: a hit, or where to store the miss."""
+
+    hit: CachedResponse | None
+    key: str | None  # None when the cache is unavailable or disabled: do not store
+
+    @property
+    def storable(self) -> bool:
+        """True if a freshly computed response may be stored under :attr:`key`."""
+        return self.key is not None
+
+
+class ResponseCache:
+    """Caches serialised responses per user; see the module docstring for the scheme."""
+
+    def __init__(self, backend: CacheBackend, *, ttl_seconds: int, prefix: str) -> None:
+        self._backend = backend
+        self.ttl = ttl_seconds
+        self._prefix = prefix
+        self._unavailable_until = 0.0
+        self._dirty = False  # a failure happened: bump the epoch before trusting entries again
+        self.hits = 0
+        self.misses = 0
+
+    @property
+    def enabled(self) -> bool:
+        """False when CACHE_TTL_SECONDS is 0."""
+        return self.ttl > 0
+
+    def _generation_key(self, user_id: int) -> str:
+        return f"{self._prefix}gen:{user_id}"
+
+    @property
+    def _epoch_key(self) -> str:
+        return f"{self._prefix}epoch"
+
+    async def lookup(self, user_id: int, route: str) -> CacheLookup:
+        """Find a cached response of ``route`` for ``user_id``; call before querying data."""
+        if not self.enabled or not await self._usable():
+            return CacheLookup(hit=None, key=None)
+        try:
+            epoch, generation = await self._backend.get_many(
+                [self._epoch_key, self._generation_key(user_id)]
+            )
+            key = f"{self._prefix}c:{int(epoch or 0)}:{user_id}:{int(generation or 0)}:{route}"
+            [raw] = await self._backend.get_many([key])
+        except Exception as error:  # noqa: BLE001 - any backend failure bypasses the cache
+            self._failed(error)
+            return CacheLookup(hit=None, key=None)
+        if raw is None:
+            self.misses += 1
+            return CacheLookup(hit=None, key=key)
+        self.hits += 1
+        etag, _, body = raw.partition(b"\n")
+        return CacheLookup(hit=CachedResponse(body=body, etag=etag.decode()), key=key)
+
+    async def store(self, lookup: CacheLookup, response: CachedResponse) -> None:
+        """Keep a response computed after a miss, under the generation read at lookup."""
+        if lookup.key is None:
+            return
+        try:
+            await self._backend.set(
+                lookup.key, response.etag.encode() + b"\n" + response.body, self.ttl
+            )
+        except Exception as error:  # noqa: BLE001 - a failed store only costs a miss later
+            self._failed(error)
+
+    async def invalidate(self, user_id: int) -> None:
+        """Make every cached read of ``user_id`` unreachable. Call after each write."""
+        if not self.enabled:
+            return
+        if not await self._usable():
+            self._dirty = True
+            return
+        try:
+            await self._backend.incr(self._generation_key(user_id), GENERATION_TTL_SECONDS)
+        except Exception as error:  # noqa: BLE001 - remembered: the epoch is bumped later
+            self._failed(error)
+
+    async def _usable(self) -> bool:
+        if time.monotonic() < self._unavailable_until:
+            return False
+        if self._dirty:
+            try:
+                await self._backend.incr(self._epoch_key, GENERATION_TTL_SECONDS)
+            except Exception as error:  # noqa: BLE001
+                self._failed(error)
+                return False
+            self._dirty = False
+            logger.warning("cache is reachable again; older entries were discarded")
+        return True
+
+    def _failed(self, error: BaseException) -> None:
+        if not self._dirty:
+            logger.warning(
+                "cache backend failed (%s); serving without cache for now", type(error).__name__
+            )
+        self._dirty = True
+        self._unavailable_until = time.monotonic() + RETRY_AFTER_FAILURE_SECONDS

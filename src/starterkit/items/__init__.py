@@ -1,0 +1,1 @@
+"""Items: the example owned resource (schemas, service, router)."""
