@@ -24,6 +24,14 @@ REDIS_URL = os.environ.get("STARTERKIT_TEST_REDIS_URL", "")
 TEST_SECRET_KEY = "test-secret-key-0123456789abcdefghijklmnopqrstuvwxyz"
 TEST_REFRESH_SECRET = "test-refresh-secret-0123456789abcdefghijklmnopqrstuvwxyz"
 
+GENEROUS_LIMITS = (
+    "auth_login_rate_limit",
+    "auth_login_account_rate_limit",
+    "auth_refresh_rate_limit",
+    "auth_register_rate_limit",
+    "auth_password_rate_limit",
+)
+
 SettingsFactory = Callable[..., Settings]
 
 
@@ -74,6 +82,9 @@ def make_settings(database_url: str) -> SettingsFactory:
             "database_url": database_url,
             "secret_key": TEST_SECRET_KEY,
             "refresh_token_secret": TEST_REFRESH_SECRET,
+            # Tests log in and register many times from one address; the limit tests lower
+            # these on purpose.
+            **dict.fromkeys(GENEROUS_LIMITS, "10000/minute"),
         }
         values.update(overrides)
         return Settings(_env_file=None, **values)

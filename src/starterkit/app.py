@@ -33,12 +33,15 @@ from starterkit.db.engine import create_engine, create_sessionmaker
 from starterkit.errors import install_error_handlers
 from starterkit.health import build_health_router
 from starterkit.items.router import build_items_router
+from starterkit.metrics import Metrics, MetricsMiddleware, build_metrics_router
 from starterkit.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from starterkit.ratelimit import RateLimits, build_limiter, slowapi_exceeded_handler
 from starterkit.settings import Settings
 from starterkit.users.router import build_users_router
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
+    from slowapi import Limiter
 
 logger = logging.getLogger("starterkit")
 
@@ -88,6 +91,12 @@ class StarterKit:
             ttl_seconds=self.settings.cache_ttl_seconds,
             prefix=self.settings.redis_key_prefix,
         )
+        self.rate_limits = RateLimits(
+            self.redis,
+            redis_url=self.settings.redis_url,
+            key_prefix=self.settings.redis_key_prefix,
+        )
+        self.metrics = Metrics(self)
         self.session_lifetimes = SessionLifetimes(
             idle=timedelta(days=self.settings.refresh_token_expire_days),
             absolute=timedelta(days=self.settings.session_max_age_days),
@@ -98,6 +107,7 @@ class StarterKit:
         self.auth_router = build_auth_router(self)
         self.users_router = build_users_router(self)
         self.items_router = build_items_router(self)
+        self.metrics_router = build_metrics_router(self)
         self._purge_task: asyncio.Task[None] | None = None
 
     def require_user(
@@ -110,6 +120,16 @@ class StarterKit:
         lacks a required property gets 403.
         """
         return build_user_dependency(self, active=active, verified=verified, superuser=superuser)
+
+    @functools.cached_property
+    def limiter(self) -> Limiter:
+        """A slowapi ``Limiter`` on this runtime's storage and client-IP key.
+
+        Decorate your own routes with ``@kit.limiter.limit("10/minute")`` (the endpoint needs
+        a ``request: Request`` parameter, and ``response: Response`` for the headers); 429s
+        use the error envelope. :meth:`install` registers it on the app.
+        """
+        return build_limiter(self)
 
     @functools.cached_property
     def tokens(self) -> TokenService:
@@ -178,10 +198,13 @@ class StarterKit:
             yield session
 
     def install(self, app: FastAPI) -> None:
-        """Add the error envelope, request ids, the body size limit and CORS to ``app``."""
+        """Add the error envelope, limiter, metrics, request ids, body limit and CORS to ``app``."""
+        from slowapi.errors import RateLimitExceeded  # noqa: PLC0415
         from starlette.middleware.cors import CORSMiddleware  # noqa: PLC0415
 
         install_error_handlers(app)
+        app.state.limiter = self.limiter
+        app.add_exception_handler(RateLimitExceeded, slowapi_exceeded_handler)
         settings = self.settings
         if settings.cors_origins:
             app.add_middleware(
@@ -200,6 +223,7 @@ class StarterKit:
                 ],
             )
         app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+        app.add_middleware(MetricsMiddleware, metrics=self.metrics)
         # Added last, so it is outermost: every response, CORS and 413 included, gets an id.
         app.add_middleware(RequestContextMiddleware)
         app.state.starterkit = self
@@ -283,4 +307,5 @@ def create_app(settings: Settings | None = None, *, kit: StarterKit | None = Non
     app.include_router(kit.auth_router, prefix=f"{prefix}/auth")
     app.include_router(kit.users_router, prefix=f"{prefix}/users")
     app.include_router(kit.items_router, prefix=f"{prefix}/items")
+    app.include_router(kit.metrics_router, prefix=prefix)
     return app

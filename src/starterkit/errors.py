@@ -147,6 +147,8 @@ async def domain_exception_handler(_request: Request, error: Exception) -> Respo
         # A password rule is a validation rule that needs settings, so it is checked late.
         field_error = {"loc": ["body", error.field], "msg": error.detail, "type": "password"}
         return error_response(422, error.detail, errors=[field_error])
+    if isinstance(error, exc.RateLimited):
+        return error_response(429, error.detail, headers=error.headers)
     if isinstance(error, exc.InvalidToken):
         challenge = 'Bearer error="invalid_token"'
         return error_response(401, error.detail, headers={"WWW-Authenticate": challenge})

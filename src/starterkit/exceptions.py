@@ -34,6 +34,16 @@ class InvalidToken(AuthenticationFailed):
     default_detail = "The token is invalid or has expired."
 
 
+class RateLimited(StarterKitError):
+    """Too many requests; ``headers`` carry Retry-After and the X-RateLimit-* values (429)."""
+
+    default_detail = "Too many requests; try again later."
+
+    def __init__(self, detail: str | None = None, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.headers = headers or {}
+
+
 class PermissionDenied(StarterKitError):
     """Authenticated, but not allowed to do this (403)."""
 

@@ -46,7 +46,8 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         request_id = _incoming_request_id(scope) or uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = request_id
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
         id_header = (REQUEST_ID_HEADER.lower().encode(), request_id.encode())
         response_started = False
 
@@ -57,6 +58,14 @@ class RequestContextMiddleware:
                 headers = list(message.get("headers", []))
                 headers.append(id_header)
                 headers.append(_NOSNIFF)
+                limit_headers = state.get("rate_limit_headers")
+                if limit_headers:
+                    present = {name.lower() for name, _ in headers}
+                    headers.extend(
+                        (name.lower().encode(), value.encode())
+                        for name, value in limit_headers.items()
+                        if name.lower().encode() not in present
+                    )
                 message["headers"] = headers
             await send(message)
 

@@ -141,8 +141,11 @@ class Settings(BaseSettings):
     auth_login_account_rate_limit: str = Field(
         default="20/hour", description="Per account; counts failed logins only."
     )
-    auth_refresh_rate_limit: str = Field(default="10/minute")
-    auth_register_rate_limit: str = Field(default="10/hour")
+    auth_refresh_rate_limit: str = Field(default="10/minute", description="Per client IP.")
+    auth_register_rate_limit: str = Field(default="10/hour", description="Per client IP.")
+    auth_password_rate_limit: str = Field(
+        default="10/hour", description="Password changes per account."
+    )
     cache_ttl_seconds: int = Field(
         default=30, ge=0, le=24 * 3600, description="Lifetime of cached item reads; 0 disables."
     )
@@ -217,6 +220,7 @@ class Settings(BaseSettings):
         "auth_login_account_rate_limit",
         "auth_refresh_rate_limit",
         "auth_register_rate_limit",
+        "auth_password_rate_limit",
     )
     @classmethod
     def _rate_limit(cls, value: str) -> str:

@@ -19,6 +19,7 @@ from starterkit.auth.schemas import LoginRequest, RefreshRequest, SessionRead, T
 from starterkit.clientip import client_ip
 from starterkit.db.models import User
 from starterkit.exceptions import AuthenticationFailed, InvalidToken
+from starterkit.ratelimit import limit_per_client, parse_limit, raise_if_refused
 from starterkit.schemas import MAX_DB_INT, error_responses
 
 if TYPE_CHECKING:
@@ -69,12 +70,17 @@ def build_auth_router(kit: "StarterKit") -> APIRouter:
     router = APIRouter(tags=["auth"])
     Session = Annotated[AsyncSession, Depends(kit.db_session)]
     CurrentUser = Annotated[User, Depends(kit.current_user)]
+    settings = kit.settings
+    login_limit = Depends(limit_per_client(kit, "login", settings.auth_login_rate_limit))
+    refresh_limit = Depends(limit_per_client(kit, "refresh", settings.auth_refresh_rate_limit))
+    account_limit = parse_limit(settings.auth_login_account_rate_limit)
 
     @router.post(
         "/login",
         name="auth:login",
         response_model=TokenPair,
-        responses=error_responses(401, 422),
+        dependencies=[login_limit],
+        responses=error_responses(401, 422, 429),
         openapi_extra={
             "requestBody": {
                 "required": True,
@@ -91,9 +97,12 @@ def build_auth_router(kit: "StarterKit") -> APIRouter:
         Takes JSON `{"email", "password"}` or the OAuth2 password form (`username`,
         `password`), so the Authorize button of these docs works. Every failure is the same
         401, whether the email is unknown, the password wrong or the account inactive.
+        Limited per client IP (every attempt) and per account (failed attempts only).
         """
         credentials = await read_login(request)
         ip = client_ip(request, kit.settings.trusted_proxies)
+        account = credentials.email.strip().lower()
+        raise_if_refused(await kit.rate_limits.peek("login-account", account_limit, account))
         try:
             user = await service.authenticate(
                 session,
@@ -103,6 +112,7 @@ def build_auth_router(kit: "StarterKit") -> APIRouter:
             )
         except AuthenticationFailed:
             logger.info("login failed for %r from %s", credentials.email[:320], ip)
+            await kit.rate_limits.hit("login-account", account_limit, account)
             raise
         issued = await service.start_session(
             session,
@@ -122,7 +132,8 @@ def build_auth_router(kit: "StarterKit") -> APIRouter:
         "/refresh",
         name="auth:refresh",
         response_model=TokenPair,
-        responses=error_responses(401, 422),
+        dependencies=[refresh_limit],
+        responses=error_responses(401, 422, 429),
     )
     async def refresh(
         payload: RefreshRequest, request: Request, response: Response, session: Session
@@ -154,13 +165,12 @@ def build_auth_router(kit: "StarterKit") -> APIRouter:
         status_code=204,
         responses=error_responses(422),
     )
-    async def logout(payload: RefreshRequest, session: Session) -> Response:
+    async def logout(payload: RefreshRequest, session: Session) -> None:
         """End the session of a refresh token. Idempotent: unknown tokens also get 204."""
         await service.end_session_by_refresh_token(
             session, refresh_token=payload.refresh_token, tokens=kit.tokens, now=kit.clock()
         )
         await session.commit()
-        return Response(status_code=204)
 
     @router.post(
         "/logout-all",
@@ -168,11 +178,10 @@ def build_auth_router(kit: "StarterKit") -> APIRouter:
         status_code=204,
         responses=error_responses(401),
     )
-    async def logout_all(user: CurrentUser, session: Session) -> Response:
+    async def logout_all(user: CurrentUser, session: Session) -> None:
         """End every session of the caller and invalidate all their access tokens."""
         await service.end_all_sessions(session, user=user, now=kit.clock())
         await session.commit()
-        return Response(status_code=204)
 
     @router.get(
         "/sessions",
@@ -200,11 +209,10 @@ def build_auth_router(kit: "StarterKit") -> APIRouter:
         session_id: Annotated[int, Path(ge=1, le=MAX_DB_INT)],
         user: CurrentUser,
         session: Session,
-    ) -> Response:
+    ) -> None:
         """End one of your sessions (its refresh token stops working). Others' are 404."""
         await service.end_session(session, user_id=user.id, session_id=session_id, now=kit.clock())
         await session.commit()
-        return Response(status_code=204)
 
     return router
 

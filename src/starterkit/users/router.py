@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from starterkit.db.models import User
 from starterkit.exceptions import InvalidRequest
+from starterkit.ratelimit import limit_per_client, limit_per_user
 from starterkit.schemas import MAX_DB_INT, error_responses
 from starterkit.users import service
 from starterkit.users.schemas import (
@@ -34,13 +35,17 @@ def build_users_router(kit: "StarterKit") -> APIRouter:
     Session = Annotated[AsyncSession, Depends(kit.db_session)]
     CurrentUser = Annotated[User, Depends(kit.current_user)]
     Superuser = Annotated[User, Depends(kit.current_superuser)]
+    settings = kit.settings
+    register_limit = Depends(limit_per_client(kit, "register", settings.auth_register_rate_limit))
+    password_limit = Depends(limit_per_user(kit, "password", settings.auth_password_rate_limit))
 
     @router.post(
         "",
         name="users:register",
         status_code=201,
         response_model=UserRead,
-        responses=error_responses(409, 422),
+        dependencies=[register_limit],
+        responses=error_responses(409, 422, 429),
     )
     async def register(payload: UserCreate, session: Session) -> Any:
         """Create an account. It is never a superuser and always starts active.
@@ -78,11 +83,10 @@ def build_users_router(kit: "StarterKit") -> APIRouter:
         "/me/password",
         name="users:change_password",
         status_code=204,
-        responses=error_responses(400, 401, 422),
+        dependencies=[password_limit],
+        responses=error_responses(400, 401, 422, 429),
     )
-    async def change_password(
-        payload: PasswordChange, user: CurrentUser, session: Session
-    ) -> Response:
+    async def change_password(payload: PasswordChange, user: CurrentUser, session: Session) -> None:
         """Change your password. Ends every session and access token, this one included.
 
         A wrong `current_password` is 400 (you are still signed in); a new password that
@@ -98,7 +102,6 @@ def build_users_router(kit: "StarterKit") -> APIRouter:
             now=kit.clock(),
         )
         await session.commit()
-        return Response(status_code=204)
 
     @router.get(
         "",

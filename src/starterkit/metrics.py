@@ -1,0 +1,142 @@
+"""Prometheus metrics of one runtime, on a registry of its own (no global state).
+
+Requests are counted and timed by route *template* (``/api/v1/items/{item_id}``), never by raw
+path, so label cardinality stays bounded; requests that match no route share the label
+``unmatched``. Rate-limit rejections and cache hits/misses are read from the runtime's counters
+at scrape time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.exposition import generate_latest
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+    from starterkit.app import StarterKit
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class _RuntimeCollector(Collector):
+    """Exposes counters the runtime keeps itself (limits, cache) at scrape time."""
+
+    def __init__(self, kit: StarterKit) -> None:
+        self._kit = kit
+
+    def collect(self) -> Iterable[Metric]:
+        rejections = CounterMetricFamily(
+            "starterkit_rate_limit_rejections",
+            "Requests refused with 429, by limit.",
+            labels=["limit"],
+        )
+        for name, count in sorted(self._kit.rate_limits.rejections.items()):
+            rejections.add_metric([name], count)
+        yield rejections
+        cache = CounterMetricFamily(
+            "starterkit_cache_requests", "Item cache lookups, by result.", labels=["result"]
+        )
+        cache.add_metric(["hit"], self._kit.cache.hits)
+        cache.add_metric(["miss"], self._kit.cache.misses)
+        yield cache
+
+
+class Metrics:
+    """The registry and HTTP metrics of one runtime."""
+
+    def __init__(self, kit: StarterKit) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "starterkit_http_requests",
+            "HTTP requests, by method, route template and status code.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "starterkit_http_request_duration_seconds",
+            "Time to the end of the response, by method and route template.",
+            ["method", "route"],
+            buckets=_BUCKETS,
+            registry=self.registry,
+        )
+        self.registry.register(_RuntimeCollector(kit))
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of every metric."""
+        return generate_latest(self.registry)
+
+
+def route_label(scope: Scope) -> str:
+    """The full route template that handled the request, or ``unmatched``.
+
+    A route of an included router may know only its own part of the template
+    (``/{item_id}``); the prefix in front of it is literal text the router matched, so it is
+    taken from the request path.
+    """
+    route = scope.get("route")
+    template = getattr(route, "path_format", None) or getattr(route, "path", None)
+    if not isinstance(template, str):
+        return "unmatched"
+    path: object = scope.get("path", "")
+    try:
+        rendered = template.format(**scope.get("path_params", {}))
+    except (KeyError, IndexError, ValueError):
+        return template
+    if rendered and isinstance(path, str) and path.endswith(rendered):
+        return path[: len(path) - len(rendered)] + template
+    return template
+
+
+class MetricsMiddleware:
+    """Counts and times every HTTP request (pure ASGI, a few operations per request)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def record_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, record_status)
+        finally:
+            method = scope["method"] if scope["method"] in _METHODS else "OTHER"
+            route = route_label(scope)
+            self.metrics.requests.labels(method, route, str(status)).inc()
+            self.metrics.latency.labels(method, route).observe(time.perf_counter() - start)
+
+
+def build_metrics_router(kit: StarterKit) -> APIRouter:
+    """``GET /metrics`` for ``kit``; mount it where your scraper looks."""
+    router = APIRouter(tags=["operations"])
+
+    @router.get(
+        "/metrics",
+        name="metrics",
+        response_class=Response,
+        responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Metrics."}},
+    )
+    async def metrics() -> Response:
+        """Prometheus metrics of this process."""
+        return Response(kit.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    return router
