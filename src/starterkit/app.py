@@ -227,6 +227,7 @@ class StarterKit:
         # Added last, so it is outermost: every response, CORS and 413 included, gets an id.
         app.add_middleware(RequestContextMiddleware)
         app.state.starterkit = self
+        _point_token_url_at_login(app)
 
     async def ping_database(self) -> bool:
         """True if the database answers ``SELECT 1`` within the health-check timeout."""
@@ -250,6 +251,33 @@ class StarterKit:
             logger.debug("redis ping failed: %r", error)
             return "down"
         return "up"
+
+
+def _point_token_url_at_login(app: FastAPI) -> None:
+    """Make the OpenAPI password flow's ``tokenUrl`` the path where ``auth:login`` is mounted.
+
+    The bearer scheme is created before anyone knows the auth router's prefix, so the schema
+    is corrected when it is first generated, for whatever prefix the app used.
+    """
+    from starlette.routing import NoMatchFound  # noqa: PLC0415
+
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = generate()
+        try:
+            login_path = str(app.url_path_for("auth:login"))
+        except NoMatchFound:
+            return schema
+        for scheme in schema.get("components", {}).get("securitySchemes", {}).values():
+            password_flow = scheme.get("flows", {}).get("password")
+            if password_flow is not None:
+                password_flow["tokenUrl"] = login_path
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _create_redis(url: str) -> Redis | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal
 
 from fastapi import APIRouter, Response
@@ -55,7 +56,7 @@ def _unavailable(body: BaseModel) -> Response:
     return JSONResponse(body.model_dump(mode="json"), status_code=503, headers=_NO_STORE)
 
 
-def build_health_router(kit: StarterKit) -> APIRouter:
+def build_health_router(kit: StarterKit, *, tags: Sequence[str] = ("health",)) -> APIRouter:
     """Health routes for ``kit``. Mount without a prefix; paths start with ``/health``.
 
     ``/health/live`` never touches a dependency, so an orchestrator does not restart a healthy
@@ -63,7 +64,7 @@ def build_health_router(kit: StarterKit) -> APIRouter:
     database is unreachable; a Redis outage only degrades (200), because limits and cache fall
     back to the process.
     """
-    router = APIRouter(tags=["health"])
+    router = APIRouter(tags=list(tags))
 
     @router.get(
         "/health",

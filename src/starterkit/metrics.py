@@ -9,7 +9,7 @@ at scrape time.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Response
@@ -125,9 +125,9 @@ class MetricsMiddleware:
             self.metrics.latency.labels(method, route).observe(time.perf_counter() - start)
 
 
-def build_metrics_router(kit: StarterKit) -> APIRouter:
+def build_metrics_router(kit: StarterKit, *, tags: Sequence[str] = ("operations",)) -> APIRouter:
     """``GET /metrics`` for ``kit``; mount it where your scraper looks."""
-    router = APIRouter(tags=["operations"])
+    router = APIRouter(tags=list(tags))
 
     @router.get(
         "/metrics",

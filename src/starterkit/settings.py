@@ -171,6 +171,16 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=1_048_576, ge=1024, description="Larger request bodies get 413."
     )
+    migration_locations: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Directories (or `package:path`) of your own Alembic revisions, applied "
+        "by `starterkit migrate` next to starterkit's own branch.",
+    )
+    model_modules: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Modules to import so that your models join `Base.metadata` "
+        "(for `starterkit migrate check`).",
+    )
     docs_enabled: bool = Field(
         default=True, description="Serve `/docs`, `/redoc` and `/openapi.json`."
     )
@@ -234,7 +244,9 @@ class Settings(BaseSettings):
             ) from None
         return value
 
-    @field_validator("cors_origins", "trusted_proxies", mode="before")
+    @field_validator(
+        "cors_origins", "trusted_proxies", "migration_locations", "model_modules", mode="before"
+    )
     @classmethod
     def _json_or_comma_list(cls, value: Any) -> Any:
         if isinstance(value, str):

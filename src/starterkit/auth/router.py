@@ -5,6 +5,7 @@ No ``from __future__ import annotations`` here: FastAPI reads these annotations 
 """
 
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import parse_qsl
 
@@ -65,9 +66,9 @@ async def read_login(request: Request) -> LoginRequest:
         raise RequestValidationError(errors) from None
 
 
-def build_auth_router(kit: "StarterKit") -> APIRouter:
+def build_auth_router(kit: "StarterKit", *, tags: Sequence[str] = ("auth",)) -> APIRouter:
     """The auth routes of ``kit``; include it with any prefix (``create_app`` uses /auth)."""
-    router = APIRouter(tags=["auth"])
+    router = APIRouter(tags=list(tags))
     Session = Annotated[AsyncSession, Depends(kit.db_session)]
     CurrentUser = Annotated[User, Depends(kit.current_user)]
     settings = kit.settings

@@ -24,17 +24,26 @@ BRANCH_LABEL = "starterkit"
 
 
 def alembic_config(settings: Settings, *, version_locations: Iterable[str] = ()) -> Config:
-    """An Alembic Config for ``settings``, with starterkit's migrations and any extra ones.
+    """An Alembic Config for ``settings``, with starterkit's migrations and your own.
+
+    Your revisions live in their own directories on their own branch label (give your first
+    revision ``branch_labels = ("myapp",)`` and ``depends_on = "starterkit_0001"`` if it
+    references starterkit's tables); all branches share one ``alembic_version`` table.
 
     Args:
-        settings: which database to migrate.
-        version_locations: directories (or ``package:path``) of your own revisions.
+        settings: which database to migrate; ``settings.migration_locations`` are included.
+        version_locations: more directories (or ``package:path``) of revisions.
     """
     config = Config()
     config.set_main_option("script_location", SCRIPT_LOCATION)
-    locations = [f"{SCRIPT_LOCATION}/versions", *version_locations]
-    config.set_main_option("version_locations", " ".join(locations))
-    config.set_main_option("path_separator", "space")
+    locations = [
+        f"{SCRIPT_LOCATION}/versions",
+        *settings.migration_locations,
+        *version_locations,
+    ]
+    # Newlines separate the locations: paths may hold spaces, and package paths hold colons.
+    config.set_main_option("version_locations", "\n".join(locations))
+    config.set_main_option("path_separator", "newline")
     config.attributes["starterkit_settings"] = settings
     return config
 

@@ -8,6 +8,7 @@ settings are read from the environment instead.
 from __future__ import annotations
 
 import asyncio
+import importlib
 
 from alembic import context
 from sqlalchemy import pool
@@ -20,7 +21,26 @@ from starterkit.settings import Settings
 
 config = context.config
 settings: Settings = config.attributes.get("starterkit_settings") or Settings()
+for module in settings.model_modules:
+    importlib.import_module(module)  # your tables join Base.metadata for `migrate check`
 target_metadata = Base.metadata
+# The tables these migrations answer for: starterkit's and those of MODEL_MODULES. Models that
+# merely happen to be imported (say, by a test) are left out of `migrate check`.
+_OWNED_TABLES = {
+    str(getattr(mapper.local_table, "name", ""))
+    for mapper in Base.registry.mappers
+    if mapper.class_.__module__.startswith("starterkit.")
+    or mapper.class_.__module__ in settings.model_modules
+}
+
+
+def _include_object(
+    obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
+) -> bool:
+    if type_ == "table":
+        return name in _OWNED_TABLES
+    table = getattr(obj, "table", None)
+    return table is None or getattr(table, "name", None) in _OWNED_TABLES
 
 
 def _configure(connection: Connection) -> None:
@@ -32,6 +52,7 @@ def _configure(connection: Connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=True,  # SQLite cannot ALTER most things; batch mode copies tables
         compare_type=True,
+        include_object=_include_object,
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -4,6 +4,7 @@ Built by :func:`build_users_router` for one :class:`StarterKit`; mount it under 
 No ``from __future__ import annotations`` here: FastAPI reads these annotations at runtime.
 """
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Response
@@ -29,9 +30,9 @@ if TYPE_CHECKING:
 UserId = Annotated[int, Path(ge=1, le=MAX_DB_INT)]
 
 
-def build_users_router(kit: "StarterKit") -> APIRouter:
+def build_users_router(kit: "StarterKit", *, tags: Sequence[str] = ("users",)) -> APIRouter:
     """The users routes of ``kit``; include it with any prefix (``create_app`` uses /users)."""
-    router = APIRouter(tags=["users"])
+    router = APIRouter(tags=list(tags))
     Session = Annotated[AsyncSession, Depends(kit.db_session)]
     CurrentUser = Annotated[User, Depends(kit.current_user)]
     Superuser = Annotated[User, Depends(kit.current_superuser)]
