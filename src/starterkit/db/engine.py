@@ -41,13 +41,15 @@ def create_engine(settings: Settings) -> AsyncEngine:
     into a quick 503 instead of a hung request.
     """
     url = make_url(settings.database_url)
-    options: dict[str, Any] = {"pool_pre_ping": True}
+    options: dict[str, Any] = {}
     if url.get_backend_name() == "sqlite":
         if url.database in (None, "", ":memory:"):
             # One shared connection, or every session would see its own empty database.
             options["poolclass"] = StaticPool
     else:
         options.update(
+            # A server connection can die while pooled (restart, failover): test it first.
+            pool_pre_ping=True,
             pool_size=settings.database_pool_size,
             max_overflow=settings.database_max_overflow,
             pool_timeout=settings.database_pool_timeout,
