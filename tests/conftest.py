@@ -6,6 +6,7 @@ PostgreSQL (a fresh database per test). STARTERKIT_TEST_REDIS_URL enables the Re
 
 from __future__ import annotations
 
+import faulthandler
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -33,6 +34,20 @@ GENEROUS_LIMITS = (
 )
 
 SettingsFactory = Callable[..., Settings]
+
+
+TEST_TIMEOUT_SECONDS = 180
+
+
+@pytest.fixture(autouse=True)
+def _no_test_hangs_forever() -> Iterator[None]:
+    """A test stuck for minutes dumps every thread's stack and ends the run.
+
+    CI must fail with a clue rather than hang until it is killed.
+    """
+    faulthandler.dump_traceback_later(TEST_TIMEOUT_SECONDS, exit=True)
+    yield
+    faulthandler.cancel_dump_traceback_later()
 
 
 @pytest.fixture(autouse=True)

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from starterkit._version import __version__
 from starterkit.auth.dependencies import UserDependency, build_user_dependency
+from starterkit.auth.events import purge_events_before
 from starterkit.auth.passwords import PasswordHasher
 from starterkit.auth.router import build_auth_router
 from starterkit.auth.service import SessionLifetimes, purge_expired_sessions
@@ -32,6 +33,7 @@ from starterkit.db.base import utcnow
 from starterkit.db.engine import create_engine, create_sessionmaker
 from starterkit.errors import install_error_handlers
 from starterkit.health import build_health_router
+from starterkit.hooks import Hooks
 from starterkit.items.router import build_items_router
 from starterkit.metrics import Metrics, MetricsMiddleware, build_metrics_router
 from starterkit.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
@@ -86,6 +88,7 @@ class StarterKit:
         self.sessionmaker = create_sessionmaker(self.engine)
         self.redis: Redis | None = _create_redis(self.settings.redis_url)
         self.password_hasher = PasswordHasher()
+        self.hooks = Hooks()
         self.cache = ResponseCache(
             RedisBackend(self.redis) if self.redis is not None else MemoryBackend(),
             ttl_seconds=self.settings.cache_ttl_seconds,
@@ -176,15 +179,24 @@ class StarterKit:
             await session.commit()
         return deleted
 
+    async def purge_old_events(self) -> int:
+        """Delete audit events older than AUDIT_RETENTION_DAYS; returns how many went."""
+        before = self.clock() - timedelta(days=self.settings.audit_retention_days)
+        async with self.sessionmaker() as session:
+            deleted = await purge_events_before(session, before=before)
+            await session.commit()
+        return deleted
+
     async def _purge_periodically(self, interval: float) -> None:
         while True:
             await asyncio.sleep(interval)
             try:
-                deleted = await self.purge_expired_sessions()
+                sessions = await self.purge_expired_sessions()
+                events = await self.purge_old_events()
             except Exception:  # the database may be away; try again next time
-                logger.warning("purging expired sessions failed", exc_info=True)
+                logger.warning("purging expired sessions and old events failed", exc_info=True)
             else:
-                logger.debug("purged %d expired sessions", deleted)
+                logger.debug("purged %d expired sessions and %d old events", sessions, events)
 
     async def aclose(self) -> None:
         """Close pooled database connections and the Redis client. The kit stays usable."""

@@ -18,6 +18,9 @@ import typer
 from starterkit._version import __version__
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from starterkit.db.models import User
     from starterkit.settings import Settings
 
 P = ParamSpec("P")
@@ -375,6 +378,9 @@ def new_user(
         typer.Option("--if-not-exists", help="Succeed without changes if the email is taken."),
     ] = False,
     full_name: Annotated[str | None, typer.Option(help="Display name.")] = None,
+    verified: Annotated[
+        bool, typer.Option("--verified", help="Mark the email address as verified.")
+    ] = False,
 ) -> None:
     """Create an account with the same email and password rules as the API."""
     import asyncio  # noqa: PLC0415
@@ -388,7 +394,14 @@ def new_user(
         raise CLIError("the database is not at the latest revision; run `starterkit migrate`")
     try:
         user_id = asyncio.run(
-            _create_user(settings, email, password, superuser=superuser, full_name=full_name)
+            _create_user(
+                settings,
+                email,
+                password,
+                superuser=superuser,
+                full_name=full_name,
+                verified=verified,
+            )
         )
     except EmailTaken:
         if if_not_exists:
@@ -413,7 +426,13 @@ def _read_password(*, from_stdin: bool) -> str:
 
 
 async def _create_user(
-    settings: Settings, email: str, password: str, *, superuser: bool, full_name: str | None
+    settings: Settings,
+    email: str,
+    password: str,
+    *,
+    superuser: bool,
+    full_name: str | None,
+    verified: bool,
 ) -> int:
     from starterkit.app import StarterKit  # noqa: PLC0415
     from starterkit.users.service import create_user  # noqa: PLC0415
@@ -429,11 +448,157 @@ async def _create_user(
                 password_min_length=settings.password_min_length,
                 full_name=full_name,
                 is_superuser=superuser,
+                is_verified=verified,
             )
             await session.commit()
             return user.id
     finally:
         await kit.aclose()
+
+
+# --- account administration ------------------------------------------------------------
+
+
+def _migrated_settings() -> Settings:
+    from starterkit.db import migrate  # noqa: PLC0415
+
+    settings = load_settings()
+    if migrate.pending_revisions(settings):
+        raise CLIError("the database is not at the latest revision; run `starterkit migrate`")
+    return settings
+
+
+async def _find_user(session: AsyncSession, email: str) -> User:
+    from starterkit.users.service import get_user_by_email  # noqa: PLC0415
+
+    user = await get_user_by_email(session, email)
+    if user is None:
+        raise CLIError(f"no user with email {email.strip()}")
+    return user
+
+
+@app.command("set-password")
+@friendly_errors
+def set_password(
+    email: Annotated[str, typer.Argument(help="Email address of the account.")],
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
+) -> None:
+    """Set an account's password (same rules as the API) and end all its sessions."""
+    import asyncio  # noqa: PLC0415
+
+    settings = _migrated_settings()
+    password = _read_password(from_stdin=password_stdin)
+
+    async def run() -> None:
+        from starterkit.app import StarterKit  # noqa: PLC0415
+        from starterkit.auth.events import CLI, EventType, record_event  # noqa: PLC0415
+        from starterkit.auth.passwords import check_new_password  # noqa: PLC0415
+        from starterkit.auth.service import end_all_sessions  # noqa: PLC0415
+
+        kit = StarterKit(settings)
+        try:
+            async with kit.sessionmaker() as session:
+                user = await _find_user(session, email)
+                check_new_password(
+                    password, email=user.email, min_length=settings.password_min_length
+                )
+                user.hashed_password = await kit.password_hasher.hash(password)
+                now = kit.clock()
+                await end_all_sessions(session, user=user, now=now, reason="password-change")
+                record_event(
+                    session, event_type=EventType.PASSWORD_CHANGED, origin=CLI, now=now,
+                    user_id=user.id,
+                )  # fmt: skip
+                await session.commit()
+                await kit.hooks.fire("on_after_password_change", user, None)
+        finally:
+            await kit.aclose()
+
+    asyncio.run(run())
+    typer.echo(f"Password of {email.strip().lower()} changed; all its sessions ended.")
+
+
+@app.command()
+@friendly_errors
+def deactivate(
+    email: Annotated[str, typer.Argument(help="Email address of the account.")],
+) -> None:
+    """Deactivate an account: it can no longer log in, and its sessions end at once."""
+    import asyncio  # noqa: PLC0415
+
+    settings = _migrated_settings()
+
+    async def run() -> bool:
+        from starterkit.app import StarterKit  # noqa: PLC0415
+        from starterkit.auth.events import CLI, EventType, record_event  # noqa: PLC0415
+        from starterkit.users.service import set_user_flags  # noqa: PLC0415
+
+        kit = StarterKit(settings)
+        try:
+            async with kit.sessionmaker() as session:
+                user = await _find_user(session, email)
+                if not user.is_active:
+                    return False
+                now = kit.clock()
+                await set_user_flags(session, user=user, now=now, is_active=False)
+                record_event(
+                    session, event_type=EventType.USER_DEACTIVATED, origin=CLI, now=now,
+                    user_id=user.id,
+                )  # fmt: skip
+                await session.commit()
+                return True
+        finally:
+            await kit.aclose()
+
+    changed = asyncio.run(run())
+    address = email.strip().lower()
+    typer.echo(f"Deactivated {address}." if changed else f"{address} was already inactive.")
+
+
+@app.command()
+@friendly_errors
+def events(
+    email: Annotated[str, typer.Argument(help="Email address of the account.")],
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="How many, newest first.")] = 50,
+) -> None:
+    """Show an account's audit log (logins, logouts, password changes, ...)."""
+    import asyncio  # noqa: PLC0415
+
+    from rich.console import Console  # noqa: PLC0415
+    from rich.table import Table  # noqa: PLC0415
+
+    settings = _migrated_settings()
+
+    async def run() -> list[tuple[str, str, str, str]]:
+        from starterkit.app import StarterKit  # noqa: PLC0415
+        from starterkit.auth.events import list_events  # noqa: PLC0415
+
+        kit = StarterKit(settings)
+        try:
+            async with kit.sessionmaker() as session:
+                user = await _find_user(session, email)
+                found, _ = await list_events(session, user_id=user.id, limit=limit, offset=0)
+        finally:
+            await kit.aclose()
+        return [
+            (
+                e.created_at.isoformat(timespec="seconds"),
+                e.event_type,
+                e.ip or "",
+                e.user_agent or "",
+            )
+            for e in found
+        ]
+
+    rows = asyncio.run(run())
+    table = Table(title=f"events of {email.strip().lower()}")
+    for column in ("time (UTC)", "event", "ip", "user agent"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row)
+    Console(width=max(100, Console().width)).print(table)
 
 
 # --- check -------------------------------------------------------------------------------

@@ -23,9 +23,17 @@ class InvalidRequest(StarterKitError):
 
 
 class AuthenticationFailed(StarterKitError):
-    """Credentials or token missing, wrong, expired or revoked (401)."""
+    """Credentials or token missing, wrong, expired or revoked (401).
+
+    ``user_id`` names the account a failed login was for, when it exists (for the audit
+    log; it never reaches the client).
+    """
 
     default_detail = "Could not validate credentials."
+
+    def __init__(self, detail: str | None = None, *, user_id: int | None = None) -> None:
+        super().__init__(detail)
+        self.user_id = user_id
 
 
 class InvalidToken(AuthenticationFailed):
@@ -42,6 +50,15 @@ class RateLimited(StarterKitError):
     def __init__(self, detail: str | None = None, *, headers: dict[str, str] | None = None) -> None:
         super().__init__(detail)
         self.headers = headers or {}
+
+
+class RefreshTokenReused(InvalidToken):
+    """A refresh token was presented again after use; its session has been revoked."""
+
+    def __init__(self, *, user_id: int, session_id: int) -> None:
+        super().__init__()
+        self.user_id = user_id
+        self.session_id = session_id
 
 
 class PermissionDenied(StarterKitError):

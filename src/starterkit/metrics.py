@@ -91,7 +91,11 @@ def route_label(scope: Scope) -> str:
         rendered = template.format(**scope.get("path_params", {}))
     except (KeyError, IndexError, ValueError):
         return template
-    if rendered and isinstance(path, str) and path.endswith(rendered):
+    if not isinstance(path, str):
+        return template
+    if not rendered:  # the route is its router's root: the whole path is literal prefix
+        return path
+    if path.endswith(rendered):
         return path[: len(path) - len(rendered)] + template
     return template
 

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, GetJsonSchemaHandler
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from starterkit.errors import ErrorCode
 
 MAX_DB_INT = 2**63 - 1
+NO_NUL_PATTERN = r"^[^\x00]*$"
+"""The JSON Schema ``pattern`` (ECMA-262) of a :data:`PlainStr`: no NUL character."""
 
 
 def _plain_text(value: str) -> str:
@@ -23,7 +27,22 @@ def _plain_text(value: str) -> str:
     return value
 
 
-PlainStr = Annotated[str, AfterValidator(_plain_text)]
+class _NoNulPattern:
+    """Declares in the JSON schema the NUL rule that :func:`_plain_text` enforces.
+
+    Without it a client (or a fuzzer) reading the schema would consider strings with NUL
+    valid and be surprised by the 422.
+    """
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler(core_schema)
+        json_schema["pattern"] = NO_NUL_PATTERN
+        return json_schema
+
+
+PlainStr = Annotated[str, AfterValidator(_plain_text), _NoNulPattern()]
 """A string that every database and JSON encoder can store: no NUL, no lone surrogates."""
 
 DbId = Annotated[int, Field(ge=1, le=MAX_DB_INT)]
@@ -31,9 +50,13 @@ DbId = Annotated[int, Field(ge=1, le=MAX_DB_INT)]
 
 
 class InputModel(BaseModel):
-    """Base of request bodies: unknown fields are an error, not silently dropped."""
+    """Base of request bodies: unknown fields and values of the wrong JSON type are errors.
 
-    model_config = ConfigDict(extra="forbid")
+    Strict mode: ``0`` or ``"true"`` is not a boolean and ``5`` is not a string. Coercing them
+    would accept input the OpenAPI schema declares invalid.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class FieldError(BaseModel):

@@ -114,7 +114,9 @@ class Settings(BaseSettings):
         description="Keys the HMAC under which refresh tokens are stored. At least 32 "
         "characters and different from SECRET_KEY.",
     )
-    access_token_expire_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    access_token_expire_minutes: int = Field(
+        default=15, ge=1, le=24 * 60, description="Lifetime of access tokens."
+    )
     refresh_token_expire_days: int = Field(
         default=30,
         ge=1,
@@ -130,10 +132,18 @@ class Settings(BaseSettings):
     session_purge_interval_seconds: int = Field(
         default=3600,
         ge=0,
-        description="How often each process deletes expired and revoked sessions (0: never).",
+        description="How often each process deletes expired sessions and old audit events "
+        "(0: never).",
     )
-    jwt_issuer: str = Field(default="starterkit", min_length=1, max_length=255)
-    jwt_audience: str = Field(default="starterkit", min_length=1, max_length=255)
+    audit_retention_days: int = Field(
+        default=90, ge=1, le=3650, description="How long audit-log events are kept."
+    )
+    jwt_issuer: str = Field(
+        default="starterkit", min_length=1, max_length=255, description="`iss` of access tokens."
+    )
+    jwt_audience: str = Field(
+        default="starterkit", min_length=1, max_length=255, description="`aud` of access tokens."
+    )
     clock_skew_seconds: int = Field(
         default=30, ge=0, le=300, description="Leeway for exp/nbf/iat checks."
     )
@@ -167,7 +177,9 @@ class Settings(BaseSettings):
         description="IPs and CIDRs of proxies whose `X-Forwarded-For` is believed.",
     )
     api_prefix: str = Field(default="/api/v1", description="Path prefix of every route.")
-    password_min_length: int = Field(default=12, ge=8, le=256)
+    password_min_length: int = Field(
+        default=12, ge=8, le=256, description="Shortest password accepted, in characters."
+    )
     max_body_bytes: int = Field(
         default=1_048_576, ge=1024, description="Larger request bodies get 413."
     )

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import stat
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from starterkit import __version__
+from starterkit import Settings, StarterKit, User, __version__
 from starterkit.cli import app
 from starterkit.envfile import read_env_file
+from starterkit.users.service import get_user_by_email
 
 runner = CliRunner()
 
@@ -28,6 +30,17 @@ def assert_one_line_error(output: str, fragment: str) -> None:
     assert errors == [lines[-1]], output
     assert fragment in lines[-1]
     assert "Traceback" not in output
+
+
+async def stored_user(email: str) -> User:
+    kit = StarterKit(Settings())
+    try:
+        async with kit.sessionmaker() as session:
+            user = await get_user_by_email(session, email)
+    finally:
+        await kit.aclose()
+    assert user is not None
+    return user
 
 
 def test_version() -> None:
@@ -77,14 +90,15 @@ def test_migrate_then_inspect_and_downgrade() -> None:
 
     migrated = runner.invoke(app, ["migrate"])
     assert migrated.exit_code == 0, migrated.output
-    assert "Database migrated to starterkit_0002." in migrated.output
+    assert "Database migrated to starterkit_0003." in migrated.output
     assert "already at the latest" in runner.invoke(app, ["migrate", "upgrade"]).output
 
     current = runner.invoke(app, ["migrate", "current"])
-    assert current.output.strip() == "starterkit_0002 (head)"
+    assert current.output.strip() == "starterkit_0003 (head)"
     history = runner.invoke(app, ["migrate", "history"]).output
     assert "base -> starterkit_0001" in history
     assert "starterkit_0001 -> starterkit_0002" in history
+    assert "starterkit_0002 -> starterkit_0003" in history
     check = runner.invoke(app, ["migrate", "check"])
     assert check.exit_code == 0, check.output
     assert "Models and migrations match." in check.output
@@ -222,3 +236,38 @@ def test_check_reports_invalid_settings(monkeypatch: pytest.MonkeyPatch) -> None
     assert result.exit_code == 1
     assert "STARTERKIT_DATABASE_URL" in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.usefixtures("db_env")
+def test_account_administration_commands() -> None:
+    assert runner.invoke(app, ["migrate"]).exit_code == 0
+    created = runner.invoke(
+        app, ["new-user", "ops@example.com", "--password-stdin", "--verified"],
+        input="a long enough passphrase\n",
+    )  # fmt: skip
+    assert created.exit_code == 0, created.output
+    assert asyncio.run(stored_user("ops@example.com")).is_verified
+
+    changed = runner.invoke(
+        app, ["set-password", "OPS@example.com", "--password-stdin"], input="another passphrase\n"
+    )
+    assert changed.exit_code == 0, changed.output
+    assert "all its sessions ended" in changed.output
+    weak = runner.invoke(app, ["set-password", "ops@example.com", "--password-stdin"], input="x\n")
+    assert_one_line_error(weak.output, "at least 12 characters")
+
+    assert (
+        "Deactivated ops@example.com."
+        in runner.invoke(app, ["deactivate", "ops@example.com"]).output
+    )
+    assert "already inactive" in runner.invoke(app, ["deactivate", "ops@example.com"]).output
+
+    shown = runner.invoke(app, ["events", "ops@example.com"])
+    assert shown.exit_code == 0, shown.output
+    assert shown.output.index("user_deactivated") < shown.output.index("password_changed")
+    assert "starterkit-cli" in shown.output
+
+    for command in (["deactivate", "ghost@example.com"], ["events", "ghost@example.com"]):
+        missing = runner.invoke(app, command)
+        assert missing.exit_code == 1
+        assert_one_line_error(missing.output, "no user with email ghost@example.com")

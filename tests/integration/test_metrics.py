@@ -53,6 +53,8 @@ async def test_metrics_count_requests_by_route_template(settings: Settings) -> N
         (("method", "GET"), ("route", "unmatched"), ("status", "404")),
     )
     assert found[ok] == 3
+    created = (("method", "POST"), ("route", f"{API}/items"), ("status", "201"))
+    assert found[("starterkit_http_requests_total", created)] == 1
     assert found[missing] == 1
     assert found[unmatched] == 3  # raw paths never become labels
     assert not any("/nope/" in str(labels) for _, labels in found)

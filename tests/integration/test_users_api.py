@@ -21,7 +21,16 @@ from tests.support.auth import (
 
 pytestmark = pytest.mark.anyio
 
-USER_FIELDS = {"id", "email", "full_name", "is_active", "is_superuser", "created_at", "updated_at"}
+USER_FIELDS = {
+    "id",
+    "email",
+    "full_name",
+    "is_active",
+    "is_superuser",
+    "is_verified",
+    "created_at",
+    "updated_at",
+}
 
 
 async def test_registration_returns_the_user_without_secrets(client: httpx.AsyncClient) -> None:

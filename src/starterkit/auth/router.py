@@ -16,10 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from starterkit.auth import service
 from starterkit.auth.dependencies import claims_of
+from starterkit.auth.events import EventType, Origin, record_event
 from starterkit.auth.schemas import LoginRequest, RefreshRequest, SessionRead, TokenPair
 from starterkit.clientip import client_ip
 from starterkit.db.models import User
-from starterkit.exceptions import AuthenticationFailed, InvalidToken
+from starterkit.exceptions import AuthenticationFailed, InvalidToken, RefreshTokenReused
 from starterkit.ratelimit import limit_per_client, parse_limit, raise_if_refused
 from starterkit.schemas import MAX_DB_INT, error_responses
 
@@ -66,6 +67,13 @@ async def read_login(request: Request) -> LoginRequest:
         raise RequestValidationError(errors) from None
 
 
+def origin_of(request: Request, trusted_proxies: Sequence[str]) -> Origin:
+    """The client IP and user agent of a request, for the audit log."""
+    return Origin(
+        ip=client_ip(request, trusted_proxies), user_agent=request.headers.get("user-agent")
+    )
+
+
 def build_auth_router(kit: "StarterKit", *, tags: Sequence[str] = ("auth",)) -> APIRouter:
     """The auth routes of ``kit``; include it with any prefix (``create_app`` uses /auth)."""
     router = APIRouter(tags=list(tags))
@@ -101,9 +109,10 @@ def build_auth_router(kit: "StarterKit", *, tags: Sequence[str] = ("auth",)) -> 
         Limited per client IP (every attempt) and per account (failed attempts only).
         """
         credentials = await read_login(request)
-        ip = client_ip(request, kit.settings.trusted_proxies)
+        origin = origin_of(request, kit.settings.trusted_proxies)
         account = credentials.email.strip().lower()
         raise_if_refused(await kit.rate_limits.peek("login-account", account_limit, account))
+        now = kit.clock()
         try:
             user = await service.authenticate(
                 session,
@@ -111,21 +120,35 @@ def build_auth_router(kit: "StarterKit", *, tags: Sequence[str] = ("auth",)) -> 
                 password=credentials.password,
                 hasher=kit.password_hasher,
             )
-        except AuthenticationFailed:
-            logger.info("login failed for %r from %s", credentials.email[:320], ip)
+        except AuthenticationFailed as failure:
+            logger.info("login failed for %r from %s", credentials.email[:320], origin.ip)
             await kit.rate_limits.hit("login-account", account_limit, account)
+            await session.rollback()
+            record_event(
+                session,
+                event_type=EventType.LOGIN_FAILED,
+                origin=origin,
+                now=now,
+                user_id=failure.user_id,
+                email=account,
+            )
+            await session.commit()
             raise
         issued = await service.start_session(
             session,
             user=user,
             tokens=kit.tokens,
             lifetimes=kit.session_lifetimes,
-            now=kit.clock(),
-            user_agent=request.headers.get("user-agent"),
-            ip=ip,
+            now=now,
+            user_agent=origin.user_agent,
+            ip=origin.ip,
+        )
+        record_event(
+            session, event_type=EventType.LOGIN_SUCCEEDED, origin=origin, now=now, user_id=user.id
         )
         await session.commit()
-        logger.info("login: user %s, session %s, from %s", user.id, issued.session_id, ip)
+        logger.info("login: user %s, session %s, from %s", user.id, issued.session_id, origin.ip)
+        await kit.hooks.fire("on_after_login", user, request)
         response.headers.update(TOKEN_HEADERS)
         return _token_pair(issued)
 
@@ -144,6 +167,7 @@ def build_auth_router(kit: "StarterKit", *, tags: Sequence[str] = ("auth",)) -> 
         Presenting a refresh token that was already used revokes its whole session (the
         token must have been copied); the other sessions of the account are not affected.
         """
+        origin = origin_of(request, kit.settings.trusted_proxies)
         try:
             issued = await service.rotate_refresh_token(
                 session,
@@ -151,10 +175,21 @@ def build_auth_router(kit: "StarterKit", *, tags: Sequence[str] = ("auth",)) -> 
                 tokens=kit.tokens,
                 lifetimes=kit.session_lifetimes,
                 now=kit.clock(),
-                ip=client_ip(request, kit.settings.trusted_proxies),
+                ip=origin.ip,
             )
+        except RefreshTokenReused as reuse:
+            record_event(
+                session,
+                event_type=EventType.REFRESH_TOKEN_REUSED,
+                origin=origin,
+                now=kit.clock(),
+                user_id=reuse.user_id,
+            )
+            await session.commit()  # the revocation and its record must stick
+            await kit.hooks.fire("on_refresh_token_reuse", reuse.user_id, reuse.session_id, request)
+            raise
         except InvalidToken:
-            await session.commit()  # keep a revocation made by reuse detection
+            await session.commit()  # an inactive user's session was revoked
             raise
         await session.commit()
         response.headers.update(TOKEN_HEADERS)
@@ -166,11 +201,17 @@ def build_auth_router(kit: "StarterKit", *, tags: Sequence[str] = ("auth",)) -> 
         status_code=204,
         responses=error_responses(422),
     )
-    async def logout(payload: RefreshRequest, session: Session) -> None:
+    async def logout(payload: RefreshRequest, request: Request, session: Session) -> None:
         """End the session of a refresh token. Idempotent: unknown tokens also get 204."""
-        await service.end_session_by_refresh_token(
-            session, refresh_token=payload.refresh_token, tokens=kit.tokens, now=kit.clock()
+        now = kit.clock()
+        ended = await service.end_session_by_refresh_token(
+            session, refresh_token=payload.refresh_token, tokens=kit.tokens, now=now
         )
+        if ended is not None:
+            origin = origin_of(request, kit.settings.trusted_proxies)
+            record_event(
+                session, event_type=EventType.LOGOUT, origin=origin, now=now, user_id=ended.user_id
+            )
         await session.commit()
 
     @router.post(
@@ -179,9 +220,14 @@ def build_auth_router(kit: "StarterKit", *, tags: Sequence[str] = ("auth",)) -> 
         status_code=204,
         responses=error_responses(401),
     )
-    async def logout_all(user: CurrentUser, session: Session) -> None:
+    async def logout_all(request: Request, user: CurrentUser, session: Session) -> None:
         """End every session of the caller and invalidate all their access tokens."""
-        await service.end_all_sessions(session, user=user, now=kit.clock())
+        now = kit.clock()
+        await service.end_all_sessions(session, user=user, now=now)
+        origin = origin_of(request, kit.settings.trusted_proxies)
+        record_event(
+            session, event_type=EventType.LOGOUT_ALL, origin=origin, now=now, user_id=user.id
+        )
         await session.commit()
 
     @router.get(
@@ -208,11 +254,17 @@ def build_auth_router(kit: "StarterKit", *, tags: Sequence[str] = ("auth",)) -> 
     )
     async def end_session(
         session_id: Annotated[int, Path(ge=1, le=MAX_DB_INT)],
+        request: Request,
         user: CurrentUser,
         session: Session,
     ) -> None:
         """End one of your sessions (its refresh token stops working). Others' are 404."""
-        await service.end_session(session, user_id=user.id, session_id=session_id, now=kit.clock())
+        now = kit.clock()
+        await service.end_session(session, user_id=user.id, session_id=session_id, now=now)
+        origin = origin_of(request, kit.settings.trusted_proxies)
+        record_event(
+            session, event_type=EventType.SESSION_ENDED, origin=origin, now=now, user_id=user.id
+        )
         await session.commit()
 
     return router

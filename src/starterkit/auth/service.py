@@ -18,11 +18,17 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from starterkit.auth.passwords import PasswordHasher
 from starterkit.auth.tokens import TokenService
 from starterkit.db.models import AuthSession, RefreshToken, User
-from starterkit.exceptions import AuthenticationFailed, InvalidToken, NotFound
+from starterkit.exceptions import (
+    AuthenticationFailed,
+    InvalidToken,
+    NotFound,
+    RefreshTokenReused,
+)
 from starterkit.users.service import get_user_by_email
 
 logger = logging.getLogger("starterkit.auth")
@@ -69,7 +75,7 @@ async def authenticate(
         raise AuthenticationFailed(LOGIN_FAILED)
     ok, new_hash = await hasher.verify_and_update(password, user.hashed_password)
     if not ok or not user.is_active:
-        raise AuthenticationFailed(LOGIN_FAILED)
+        raise AuthenticationFailed(LOGIN_FAILED, user_id=user.id)
     if new_hash is not None:
         user.hashed_password = new_hash
     return user
@@ -169,7 +175,9 @@ async def rotate_refresh_token(
     )
     row = consumed.first()
     if row is None:
-        await _detect_reuse(session, digest=digest, now=now)
+        reused = await _detect_reuse(session, digest=digest, now=now)
+        if reused is not None:
+            raise RefreshTokenReused(user_id=reused.user_id, session_id=reused.id)
         raise InvalidToken
     token_id, session_id = row
     auth_session = await session.get_one(AuthSession, session_id)
@@ -186,8 +194,8 @@ async def rotate_refresh_token(
     )  # fmt: skip
 
 
-async def _detect_reuse(session: AsyncSession, *, digest: str, now: datetime) -> None:
-    """Revoke the family of a token that was presented after it had been used."""
+async def _detect_reuse(session: AsyncSession, *, digest: str, now: datetime) -> AuthSession | None:
+    """Revoke the family of a token presented after it had been used; return that family."""
     found = await session.execute(
         select(RefreshToken, AuthSession)
         .join(AuthSession, AuthSession.id == RefreshToken.session_id)
@@ -195,14 +203,15 @@ async def _detect_reuse(session: AsyncSession, *, digest: str, now: datetime) ->
     )
     match = found.first()
     if match is None:
-        return
+        return None
     token, auth_session = match
     if token.used_at is None or auth_session.revoked_at is not None:
-        return  # expired, or its session already ended: a plain failure, nothing to revoke
+        return None  # expired, or its session already ended: a plain failure
     _revoke(auth_session, now, reason="reuse")
     logger.warning(
         "refresh token reuse: revoked session %s of user %s", auth_session.id, auth_session.user_id
     )
+    return auth_session
 
 
 def _revoke(auth_session: AuthSession, now: datetime, *, reason: str) -> None:
@@ -213,29 +222,46 @@ def _revoke(auth_session: AuthSession, now: datetime, *, reason: str) -> None:
 
 async def end_session_by_refresh_token(
     session: AsyncSession, *, refresh_token: str, tokens: TokenService, now: datetime
-) -> None:
-    """Log out the session a refresh token belongs to. Unknown tokens are ignored."""
+) -> AuthSession | None:
+    """Log out the session a refresh token belongs to; return it (None if unknown)."""
     found = await session.execute(
         select(AuthSession)
         .join(RefreshToken, RefreshToken.session_id == AuthSession.id)
         .where(RefreshToken.token_hash == tokens.hash_refresh_token(refresh_token))
     )
     auth_session = found.scalar_one_or_none()
-    if auth_session is not None:
+    if auth_session is not None and auth_session.revoked_at is None:
         _revoke(auth_session, now, reason="logout")
+        return auth_session
+    return None
 
 
 async def end_all_sessions(
     session: AsyncSession, *, user: User, now: datetime, reason: str = "logout-all"
 ) -> None:
-    """Revoke every session of ``user`` and invalidate their outstanding access tokens."""
+    """Revoke every session of ``user`` and invalidate their outstanding access tokens.
+
+    The token version is bumped in the database (``token_version + 1``), not read, changed and
+    written back: concurrent bumps all count, and a user deleted meanwhile is simply left
+    alone (their sessions went with them) instead of failing the flush with a 500.
+    """
     await session.execute(
         update(AuthSession)
         .where(AuthSession.user_id == user.id, AuthSession.revoked_at.is_(None))
         .values(revoked_at=now, revoked_reason=reason)
         .execution_options(synchronize_session=False)
     )
-    user.token_version += 1
+    bumped = await session.execute(
+        update(User)
+        .where(User.id == user.id)
+        .values(token_version=User.token_version + 1)
+        .returning(User.token_version)
+        .execution_options(synchronize_session=False)
+    )
+    version = bumped.scalar_one_or_none()
+    if version is not None:
+        # Already stored: record it as loaded, so the next flush does not write it again.
+        set_committed_value(user, "token_version", version)
 
 
 async def list_active_sessions(

@@ -110,4 +110,29 @@ class RefreshToken(Base):
         return f"RefreshToken(id={self.id!r}, session_id={self.session_id!r})"
 
 
-__all__ = ["AuthSession", "Item", "RefreshToken", "User"]
+class AuthEvent(Base):
+    """One security-relevant event of an account: a row of the audit log.
+
+    Events outlive the account they describe (``user_id`` becomes null when it is deleted);
+    ``email`` keeps the address as it was given, so failed logins for unknown addresses are
+    recorded too. Rows older than AUDIT_RETENTION_DAYS are purged.
+    """
+
+    __tablename__ = "auth_events"
+    __table_args__ = (Index(None, "user_id", "created_at", "id"),)
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    user_id: Mapped[int | None] = mapped_column(
+        BigIntId, ForeignKey("users.id", ondelete="SET NULL")
+    )
+    email: Mapped[str | None] = mapped_column(String(EMAIL_MAX_LENGTH))
+    event_type: Mapped[str] = mapped_column(String(32))
+    ip: Mapped[str | None] = mapped_column(String(45))
+    user_agent: Mapped[str | None] = mapped_column(String(512))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+    def __repr__(self) -> str:
+        return f"AuthEvent(id={self.id!r}, event_type={self.event_type!r})"
+
+
+__all__ = ["AuthEvent", "AuthSession", "Item", "RefreshToken", "User"]

@@ -5,6 +5,7 @@ No ``from __future__ import annotations`` here: FastAPI reads these annotations 
 """
 
 import hashlib
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlencode
 
@@ -79,9 +80,9 @@ async def render_page(
     return page.model_dump_json().encode()
 
 
-def build_items_router(kit: "StarterKit") -> APIRouter:
+def build_items_router(kit: "StarterKit", *, tags: Sequence[str] = ("items",)) -> APIRouter:
     """The items routes of ``kit``; include it with any prefix (``create_app`` uses /items)."""
-    router = APIRouter(tags=["items"])
+    router = APIRouter(tags=list(tags))
     Session = Annotated[AsyncSession, Depends(kit.db_session)]
     CurrentUser = Annotated[User, Depends(kit.current_user)]
 
@@ -111,7 +112,7 @@ def build_items_router(kit: "StarterKit") -> APIRouter:
         name="items:create",
         status_code=201,
         response_model=ItemRead,
-        responses=error_responses(401, 422),
+        responses=error_responses(400, 401, 422),
     )
     async def create_item(payload: ItemCreate, user: CurrentUser, session: Session) -> Any:
         """Create an item owned by the caller."""
@@ -189,14 +190,15 @@ def build_items_router(kit: "StarterKit") -> APIRouter:
         "/{item_id}",
         name="items:replace",
         response_model=ItemRead,
-        responses=error_responses(401, 404, 422),
+        responses=error_responses(400, 401, 404, 422),
     )
     async def replace_item(
         item_id: ItemId, payload: ItemCreate, user: CurrentUser, session: Session
     ) -> Any:
         """Replace an item; an omitted description becomes null."""
         item = await service.get_item(session, item_id=item_id, user=user)
-        service.update_item(
+        await service.update_item(
+            session,
             item,
             now=kit.clock(),
             changes={"title": payload.title, "description": payload.description},
@@ -209,7 +211,7 @@ def build_items_router(kit: "StarterKit") -> APIRouter:
         "/{item_id}",
         name="items:update",
         response_model=ItemRead,
-        responses=error_responses(401, 404, 422),
+        responses=error_responses(400, 401, 404, 422),
     )
     async def update_item(
         item_id: ItemId, payload: ItemPatch, user: CurrentUser, session: Session
@@ -217,7 +219,7 @@ def build_items_router(kit: "StarterKit") -> APIRouter:
         """Change some fields; an explicit `"description": null` clears the description."""
         changes = payload.model_dump(include=payload.model_fields_set)
         item = await service.get_item(session, item_id=item_id, user=user)
-        service.update_item(item, now=kit.clock(), changes=changes)
+        await service.update_item(session, item, now=kit.clock(), changes=changes)
         await session.commit()
         await written(item, user)
         return item

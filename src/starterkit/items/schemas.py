@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from starterkit.db.models import DESCRIPTION_MAX_LENGTH, TITLE_MAX_LENGTH
 from starterkit.schemas import InputModel, PlainStr
@@ -21,10 +22,16 @@ class ItemCreate(InputModel):
     description: Description | None = None
 
 
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
 class ItemPatch(InputModel):
     """A partial update: omitted fields stay, an explicit null clears the description."""
 
-    title: Title | None = None
+    # Optional but not nullable: the schema must not advertise a null (not even as the
+    # default) that the API refuses.
+    title: Title | SkipJsonSchema[None] = Field(default=None, json_schema_extra=_no_default)
     description: Description | None = None
 
     @model_validator(mode="after")

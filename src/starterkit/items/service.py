@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Select, func, literal, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.exc import StaleDataError
 
 from starterkit.db.models import Item, User
 from starterkit.exceptions import InvalidRequest, NotFound
@@ -100,11 +101,22 @@ async def get_item(session: AsyncSession, *, item_id: int, user: User) -> Item:
     return item
 
 
-def update_item(item: Item, *, now: datetime, changes: dict[str, str | None]) -> Item:
-    """Apply field changes (title, description) to ``item``."""
+async def update_item(
+    session: AsyncSession, item: Item, *, now: datetime, changes: dict[str, str | None]
+) -> Item:
+    """Apply field changes (title, description) to ``item`` and flush them.
+
+    Raises:
+        NotFound: a concurrent request deleted the item after it was read.
+    """
     for field, value in changes.items():
         setattr(item, field, value)
     item.updated_at = now
+    try:
+        await session.flush()
+    except StaleDataError:
+        # The UPDATE matched no row: the item went away since it was read.
+        raise NotFound(ITEM_NOT_FOUND) from None
     return item
 
 

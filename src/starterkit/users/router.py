@@ -7,15 +7,19 @@ No ``from __future__ import annotations`` here: FastAPI reads these annotations 
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from starterkit.auth.events import EventType, list_events, record_event
+from starterkit.auth.router import origin_of
 from starterkit.db.models import User
 from starterkit.exceptions import InvalidRequest
 from starterkit.ratelimit import limit_per_client, limit_per_user
 from starterkit.schemas import MAX_DB_INT, error_responses
 from starterkit.users import service
 from starterkit.users.schemas import (
+    EventPage,
+    EventRead,
     PasswordChange,
     UserCreate,
     UserPage,
@@ -48,7 +52,7 @@ def build_users_router(kit: "StarterKit", *, tags: Sequence[str] = ("users",)) -
         dependencies=[register_limit],
         responses=error_responses(409, 422, 429),
     )
-    async def register(payload: UserCreate, session: Session) -> Any:
+    async def register(payload: UserCreate, request: Request, session: Session) -> Any:
         """Create an account. It is never a superuser and always starts active.
 
         The password must be long enough, not the email and not a common password (422
@@ -62,7 +66,15 @@ def build_users_router(kit: "StarterKit", *, tags: Sequence[str] = ("users",)) -
             password_min_length=kit.settings.password_min_length,
             full_name=payload.full_name,
         )
+        record_event(
+            session,
+            event_type=EventType.USER_REGISTERED,
+            origin=origin_of(request, settings.trusted_proxies),
+            now=kit.clock(),
+            user_id=user.id,
+        )
         await session.commit()
+        await kit.hooks.fire("on_after_register", user, request)
         return user
 
     @router.get("/me", name="users:me", response_model=UserRead, responses=error_responses(401))
@@ -87,7 +99,9 @@ def build_users_router(kit: "StarterKit", *, tags: Sequence[str] = ("users",)) -
         dependencies=[password_limit],
         responses=error_responses(400, 401, 422, 429),
     )
-    async def change_password(payload: PasswordChange, user: CurrentUser, session: Session) -> None:
+    async def change_password(
+        payload: PasswordChange, request: Request, user: CurrentUser, session: Session
+    ) -> None:
         """Change your password. Ends every session and access token, this one included.
 
         A wrong `current_password` is 400 (you are still signed in); a new password that
@@ -102,7 +116,15 @@ def build_users_router(kit: "StarterKit", *, tags: Sequence[str] = ("users",)) -
             password_min_length=kit.settings.password_min_length,
             now=kit.clock(),
         )
+        record_event(
+            session,
+            event_type=EventType.PASSWORD_CHANGED,
+            origin=origin_of(request, settings.trusted_proxies),
+            now=kit.clock(),
+            user_id=user.id,
+        )
         await session.commit()
+        await kit.hooks.fire("on_after_password_change", user, request)
 
     @router.get(
         "",
@@ -142,7 +164,11 @@ def build_users_router(kit: "StarterKit", *, tags: Sequence[str] = ("users",)) -
         responses=error_responses(400, 401, 403, 404, 422),
     )
     async def update_user(
-        user_id: UserId, payload: UserUpdateAdmin, admin: Superuser, session: Session
+        user_id: UserId,
+        payload: UserUpdateAdmin,
+        request: Request,
+        admin: Superuser,
+        session: Session,
     ) -> Any:
         """Activate, deactivate, promote or demote an account (superusers only).
 
@@ -154,6 +180,7 @@ def build_users_router(kit: "StarterKit", *, tags: Sequence[str] = ("users",)) -
         if user.id == admin.id and (payload.is_active is False or payload.is_superuser is False):
             raise InvalidRequest("You cannot deactivate or demote your own account.")
         fields = payload.model_fields_set
+        was_active = user.is_active
         await service.set_user_flags(
             session,
             user=user,
@@ -163,8 +190,40 @@ def build_users_router(kit: "StarterKit", *, tags: Sequence[str] = ("users",)) -
             full_name=payload.full_name,
             clear_full_name="full_name" in fields and payload.full_name is None,
         )
+        if user.is_active != was_active:
+            event = EventType.USER_REACTIVATED if user.is_active else EventType.USER_DEACTIVATED
+            record_event(
+                session,
+                event_type=event,
+                origin=origin_of(request, settings.trusted_proxies),
+                now=kit.clock(),
+                user_id=user.id,
+            )
         await session.commit()
         return user
+
+    @router.get(
+        "/{user_id}/events",
+        name="users:events",
+        response_model=EventPage,
+        responses=error_responses(401, 403, 404, 422),
+    )
+    async def user_events(
+        user_id: UserId,
+        _admin: Superuser,
+        session: Session,
+        limit: Annotated[int, Query(ge=1, le=100)] = 50,
+        offset: Annotated[int, Query(ge=0, le=MAX_DB_INT)] = 0,
+    ) -> Any:
+        """An account's audit log, newest first (superusers only)."""
+        await service.get_user(session, user_id)
+        found, total = await list_events(session, user_id=user_id, limit=limit, offset=offset)
+        return EventPage(
+            items=[EventRead.model_validate(event) for event in found],
+            total=total,
+            limit=limit,
+            offset=offset,
+        )
 
     @router.delete(
         "/{user_id}",

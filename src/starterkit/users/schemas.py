@@ -47,6 +47,7 @@ class UserRead(BaseModel):
     full_name: str | None
     is_active: bool
     is_superuser: bool
+    is_verified: bool
     created_at: datetime
     updated_at: datetime
 
@@ -70,6 +71,28 @@ class UserUpdateAdmin(InputModel):
     full_name: FullName | None = None
     is_active: bool | None = None
     is_superuser: bool | None = None
+
+
+class EventRead(BaseModel):
+    """One audit-log event."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    event_type: str
+    email: str | None
+    ip: str | None
+    user_agent: str | None
+    created_at: datetime
+
+
+class EventPage(BaseModel):
+    """A page of audit-log events, newest first."""
+
+    items: list[EventRead]
+    total: int
+    limit: int
+    offset: int
 
 
 class UserPage(BaseModel):

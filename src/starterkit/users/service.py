@@ -8,10 +8,20 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.exc import StaleDataError
 
 from starterkit.auth.passwords import PasswordHasher, check_new_password
 from starterkit.db.models import EMAIL_MAX_LENGTH, User
-from starterkit.exceptions import EmailTaken, InvalidRequest, NotFound, WrongPassword
+from starterkit.exceptions import (
+    EmailTaken,
+    InvalidRequest,
+    InvalidToken,
+    NotFound,
+    StarterKitError,
+    WrongPassword,
+)
+
+USER_NOT_FOUND = "User not found."
 
 
 def normalize_email(email: str) -> str:
@@ -87,7 +97,7 @@ async def get_user(session: AsyncSession, user_id: int) -> User:
     """
     user = await session.get(User, user_id)
     if user is None:
-        raise NotFound("User not found.")
+        raise NotFound(USER_NOT_FOUND)
     return user
 
 
@@ -113,6 +123,7 @@ async def change_password(
     Raises:
         WrongPassword: ``current_password`` is not the account's password.
         InvalidPassword: the new password breaks a rule (``field`` is ``new_password``).
+        InvalidToken: the account was deleted by a concurrent request meanwhile.
     """
     from starterkit.auth.service import end_all_sessions  # noqa: PLC0415 - avoids a cycle
 
@@ -124,6 +135,8 @@ async def change_password(
     )
     user.hashed_password = await hasher.hash(new_password)
     await end_all_sessions(session, user=user, now=now, reason="password-change")
+    # The caller's own account is gone: its token is as dead as after a deletion.
+    await _flush_unless_deleted(session, InvalidToken())
 
 
 async def set_user_flags(
@@ -136,7 +149,11 @@ async def set_user_flags(
     full_name: str | None = None,
     clear_full_name: bool = False,
 ) -> User:
-    """Change what a superuser may change; deactivating ends the user's sessions at once."""
+    """Change what a superuser may change; deactivating ends the user's sessions at once.
+
+    Raises:
+        NotFound: the user was deleted by a concurrent request meanwhile.
+    """
     from starterkit.auth.service import end_all_sessions  # noqa: PLC0415 - avoids a cycle
 
     if is_superuser is not None:
@@ -147,6 +164,7 @@ async def set_user_flags(
         user.is_active = is_active
         if not is_active:
             await end_all_sessions(session, user=user, now=now, reason="deactivated")
+    await _flush_unless_deleted(session, NotFound(USER_NOT_FOUND))
     return user
 
 
@@ -154,3 +172,15 @@ async def delete_user(session: AsyncSession, *, user: User) -> None:
     """Delete the account; its items and sessions go with it."""
     await session.delete(user)
     await session.flush()
+
+
+async def _flush_unless_deleted(session: AsyncSession, error: StarterKitError) -> None:
+    """Flush pending changes; raise ``error`` if the user's row was deleted since it was read.
+
+    An UPDATE that matches no row is SQLAlchemy's StaleDataError, which would otherwise
+    surface as a 500 when the route commits.
+    """
+    try:
+        await session.flush()
+    except StaleDataError:
+        raise error from None

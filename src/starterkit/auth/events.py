@@ -1,0 +1,89 @@
+"""The audit log: security events of accounts, stored in ``auth_events``.
+
+Services record events in the caller's unit of work, so an event is stored exactly when what
+it describes is (a failed login is committed on its own before the 401 is sent).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from starterkit.db.models import AuthEvent
+
+USER_AGENT_MAX = 512
+
+
+class EventType(StrEnum):
+    """What happened. Stable strings: dashboards and alerts may match on them."""
+
+    USER_REGISTERED = "user_registered"
+    LOGIN_SUCCEEDED = "login_succeeded"
+    LOGIN_FAILED = "login_failed"
+    LOGOUT = "logout"
+    LOGOUT_ALL = "logout_all"
+    SESSION_ENDED = "session_ended"
+    REFRESH_TOKEN_REUSED = "refresh_token_reused"  # noqa: S105 - an event name
+    PASSWORD_CHANGED = "password_changed"  # noqa: S105 - an event name
+    USER_DEACTIVATED = "user_deactivated"
+    USER_REACTIVATED = "user_reactivated"
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a request came from: the client IP and user agent (the CLI has neither)."""
+
+    ip: str | None = None
+    user_agent: str | None = None
+
+
+CLI = Origin(ip=None, user_agent="starterkit-cli")
+
+
+def record_event(
+    session: AsyncSession,
+    *,
+    event_type: EventType,
+    origin: Origin,
+    now: datetime,
+    user_id: int | None = None,
+    email: str | None = None,
+) -> None:
+    """Add an event to the caller's unit of work."""
+    session.add(
+        AuthEvent(
+            event_type=str(event_type),
+            user_id=user_id,
+            email=email[:320] if email else None,
+            ip=origin.ip,
+            user_agent=(origin.user_agent or "")[:USER_AGENT_MAX] or None,
+            created_at=now,
+        )
+    )
+
+
+async def list_events(
+    session: AsyncSession, *, user_id: int, limit: int, offset: int
+) -> tuple[list[AuthEvent], int]:
+    """One page of a user's events, newest first, and their total."""
+    total = await session.scalar(
+        select(func.count()).select_from(AuthEvent).where(AuthEvent.user_id == user_id)
+    )
+    result = await session.execute(
+        select(AuthEvent)
+        .where(AuthEvent.user_id == user_id)
+        .order_by(AuthEvent.created_at.desc(), AuthEvent.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    return list(result.scalars()), int(total or 0)
+
+
+async def purge_events_before(session: AsyncSession, *, before: datetime) -> int:
+    """Delete events older than ``before``; returns how many went."""
+    result = await session.execute(delete(AuthEvent).where(AuthEvent.created_at < before))
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -1,0 +1,123 @@
+"""Schemathesis hooks for the fuzz run: sign every request in as a dedicated fuzz account.
+
+``run_fuzz.py`` loads this file through ``SCHEMATHESIS_HOOKS`` and passes the accounts in
+``STARTERKIT_FUZZ_*`` variables. Two accounts:
+
+- the *admin* (a superuser made with ``starterkit new-user --superuser``) signs the
+  superuser-only operations, so they are fuzzed past the 403;
+- the *user* (registered through ``POST /users``) signs everything else, so item reads go
+  through the per-user cache like a normal client's.
+
+The fuzzer is allowed to do everything a client may, and some operations end the session it
+stands on: ``POST /auth/logout-all`` and a password change bump the token version, and the admin
+may deactivate or delete the user. Schemathesis answers a 401 by fetching a new token and
+replaying the request once; if the user cannot log in any more, :meth:`Account.token`
+registers a fresh one. (The admin cannot lose itself: the API refuses to let a superuser
+deactivate, demote or delete its own account.)
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from typing import Any
+
+import httpx
+import schemathesis
+from schemathesis import AuthContext, Case
+
+AnyCase = Case[Any]
+
+# The operations only a superuser may call (listing users, and everything under one user's
+# id); everything else runs as the ordinary user.
+ADMIN_OPERATIONS = r"^(GET /api/v1/users|[A-Z]+ /api/v1/users/\{user_id\}(/.*)?)$"
+# Tokens are refetched after a 401 anyway; this only bounds how long one is reused.
+REFRESH_INTERVAL_SECONDS = 120
+
+
+class Account:
+    """Credentials of one fuzz account that logs in on demand."""
+
+    def __init__(self, base_url: str, email: str, password: str, *, re_register: bool) -> None:
+        """Remember the account.
+
+        Args:
+            base_url: the server, e.g. ``http://127.0.0.1:8000``.
+            email: the account's email.
+            password: its password.
+            re_register: register a new account when this one can no longer log in
+                (deleted, deactivated, or its password changed by the fuzzer).
+        """
+        self.base_url = base_url
+        self.email = email
+        self.password = password
+        self.re_register = re_register
+        self._lock = threading.Lock()
+
+    def token(self) -> str:
+        """A fresh access token for this account.
+
+        Raises:
+            httpx.HTTPStatusError: logging in (or registering anew) failed.
+        """
+        with self._lock, httpx.Client(base_url=self.base_url, timeout=30) as client:
+            response = self._login(client)
+            if response.status_code == 401 and self.re_register:
+                self.email = f"fuzz-{uuid.uuid4().hex[:12]}@example.com"
+                registered = client.post(
+                    "/api/v1/users", json={"email": self.email, "password": self.password}
+                )
+                registered.raise_for_status()
+                response = self._login(client)
+            response.raise_for_status()
+            token: str = response.json()["access_token"]
+            return token
+
+    def _login(self, client: httpx.Client) -> httpx.Response:
+        return client.post(
+            "/api/v1/auth/login", json={"email": self.email, "password": self.password}
+        )
+
+
+def _account(prefix: str, *, re_register: bool) -> Account:
+    env = os.environ
+    return Account(
+        env["STARTERKIT_FUZZ_BASE_URL"],
+        env[f"STARTERKIT_FUZZ_{prefix}_EMAIL"],
+        env[f"STARTERKIT_FUZZ_{prefix}_PASSWORD"],
+        re_register=re_register,
+    )
+
+
+def _bearer(case: AnyCase, token: str) -> None:
+    case.headers["Authorization"] = f"Bearer {token}"
+
+
+# Registered first, so it wins for the operations it applies to.
+@schemathesis.auth(refresh_interval=REFRESH_INTERVAL_SECONDS).apply_to(name_regex=ADMIN_OPERATIONS)
+class AdminAuth:
+    """Signs the superuser-only operations as the fuzz admin."""
+
+    def __init__(self) -> None:
+        self.account = _account("ADMIN", re_register=False)
+
+    def get(self, _case: AnyCase, _context: AuthContext) -> str:
+        return self.account.token()
+
+    def set(self, case: AnyCase, data: str, _context: AuthContext) -> None:
+        _bearer(case, data)
+
+
+@schemathesis.auth(refresh_interval=REFRESH_INTERVAL_SECONDS)
+class UserAuth:
+    """Signs every other operation as the ordinary fuzz user."""
+
+    def __init__(self) -> None:
+        self.account = _account("USER", re_register=True)
+
+    def get(self, _case: AnyCase, _context: AuthContext) -> str:
+        return self.account.token()
+
+    def set(self, case: AnyCase, data: str, _context: AuthContext) -> None:
+        _bearer(case, data)
