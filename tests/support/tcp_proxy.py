@@ -24,13 +24,15 @@ class TCPProxy:
 
     async def cut(self) -> None:
         """Stop listening and reset every open connection, like a database that went away."""
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
         for writer in list(self._writers):
             writer.transport.abort()
         self._writers.clear()
+        if server is not None:
+            # Since Python 3.12.1 this waits for open connections, so abort them first.
+            await server.wait_closed()
 
     async def _handle(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         try:
