@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, ParamSpec, TypeVar
 
@@ -20,6 +21,7 @@ from starterkit._version import __version__
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
+    from starterkit.app import StarterKit
     from starterkit.db.models import User
     from starterkit.settings import Settings
 
@@ -468,13 +470,23 @@ def _migrated_settings() -> Settings:
     return settings
 
 
-async def _find_user(session: AsyncSession, email: str) -> User:
+@asynccontextmanager
+async def _account(
+    settings: Settings, email: str
+) -> AsyncIterator[tuple[StarterKit, AsyncSession, User]]:
+    """A runtime, a session and the user with ``email``; the runtime is closed afterwards."""
+    from starterkit.app import StarterKit  # noqa: PLC0415
     from starterkit.users.service import get_user_by_email  # noqa: PLC0415
 
-    user = await get_user_by_email(session, email)
-    if user is None:
-        raise CLIError(f"no user with email {email.strip()}")
-    return user
+    kit = StarterKit(settings)
+    try:
+        async with kit.sessionmaker() as session:
+            user = await get_user_by_email(session, email)
+            if user is None:
+                raise CLIError(f"no user with email {email.strip()}")
+            yield kit, session, user
+    finally:
+        await kit.aclose()
 
 
 @app.command("set-password")
@@ -492,29 +504,21 @@ def set_password(
     password = _read_password(from_stdin=password_stdin)
 
     async def run() -> None:
-        from starterkit.app import StarterKit  # noqa: PLC0415
         from starterkit.auth.events import CLI, EventType, record_event  # noqa: PLC0415
         from starterkit.auth.passwords import check_new_password  # noqa: PLC0415
         from starterkit.auth.service import end_all_sessions  # noqa: PLC0415
 
-        kit = StarterKit(settings)
-        try:
-            async with kit.sessionmaker() as session:
-                user = await _find_user(session, email)
-                check_new_password(
-                    password, email=user.email, min_length=settings.password_min_length
-                )
-                user.hashed_password = await kit.password_hasher.hash(password)
-                now = kit.clock()
-                await end_all_sessions(session, user=user, now=now, reason="password-change")
-                record_event(
-                    session, event_type=EventType.PASSWORD_CHANGED, origin=CLI, now=now,
-                    user_id=user.id,
-                )  # fmt: skip
-                await session.commit()
-                await kit.hooks.fire("on_after_password_change", user, None)
-        finally:
-            await kit.aclose()
+        async with _account(settings, email) as (kit, session, user):
+            check_new_password(password, email=user.email, min_length=settings.password_min_length)
+            user.hashed_password = await kit.password_hasher.hash(password)
+            now = kit.clock()
+            await end_all_sessions(session, user=user, now=now, reason="password-change")
+            record_event(
+                session, event_type=EventType.PASSWORD_CHANGED, origin=CLI, now=now,
+                user_id=user.id,
+            )  # fmt: skip
+            await session.commit()
+            await kit.hooks.fire("on_after_password_change", user, None)
 
     asyncio.run(run())
     typer.echo(f"Password of {email.strip().lower()} changed; all its sessions ended.")
@@ -531,26 +535,20 @@ def deactivate(
     settings = _migrated_settings()
 
     async def run() -> bool:
-        from starterkit.app import StarterKit  # noqa: PLC0415
         from starterkit.auth.events import CLI, EventType, record_event  # noqa: PLC0415
         from starterkit.users.service import set_user_flags  # noqa: PLC0415
 
-        kit = StarterKit(settings)
-        try:
-            async with kit.sessionmaker() as session:
-                user = await _find_user(session, email)
-                if not user.is_active:
-                    return False
-                now = kit.clock()
-                await set_user_flags(session, user=user, now=now, is_active=False)
-                record_event(
-                    session, event_type=EventType.USER_DEACTIVATED, origin=CLI, now=now,
-                    user_id=user.id,
-                )  # fmt: skip
-                await session.commit()
-                return True
-        finally:
-            await kit.aclose()
+        async with _account(settings, email) as (kit, session, user):
+            if not user.is_active:
+                return False
+            now = kit.clock()
+            await set_user_flags(session, user=user, now=now, is_active=False)
+            record_event(
+                session, event_type=EventType.USER_DEACTIVATED, origin=CLI, now=now,
+                user_id=user.id,
+            )  # fmt: skip
+            await session.commit()
+            return True
 
     changed = asyncio.run(run())
     address = email.strip().lower()
@@ -572,16 +570,10 @@ def events(
     settings = _migrated_settings()
 
     async def run() -> list[tuple[str, str, str, str]]:
-        from starterkit.app import StarterKit  # noqa: PLC0415
         from starterkit.auth.events import list_events  # noqa: PLC0415
 
-        kit = StarterKit(settings)
-        try:
-            async with kit.sessionmaker() as session:
-                user = await _find_user(session, email)
-                found, _ = await list_events(session, user_id=user.id, limit=limit, offset=0)
-        finally:
-            await kit.aclose()
+        async with _account(settings, email) as (_, session, user):
+            found, _ = await list_events(session, user_id=user.id, limit=limit, offset=0)
         return [
             (
                 e.created_at.isoformat(timespec="seconds"),

@@ -22,12 +22,8 @@ REQUEST_ID_HEADER = "X-Request-ID"
 # A client-supplied id is kept only if it is short and plain, so it cannot forge log lines.
 _SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _NOSNIFF = (b"x-content-type-options", b"nosniff")
-
-
-def request_id_of(scope: Scope) -> str | None:
-    """The id assigned to this request by :class:`RequestContextMiddleware`, if any."""
-    state = scope.get("state")
-    return state.get("request_id") if isinstance(state, dict) else None
+# request.state key under which rate-limit dependencies leave their headers for this middleware.
+RATE_LIMIT_HEADERS_KEY = "rate_limit_headers"
 
 
 class RequestContextMiddleware:
@@ -58,7 +54,7 @@ class RequestContextMiddleware:
                 headers = list(message.get("headers", []))
                 headers.append(id_header)
                 headers.append(_NOSNIFF)
-                limit_headers = state.get("rate_limit_headers")
+                limit_headers = state.get(RATE_LIMIT_HEADERS_KEY)
                 if limit_headers:
                     present = {name.lower() for name, _ in headers}
                     headers.extend(

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from fastapi import Depends, Request, Response
 from limits import RateLimitItem, parse
-from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.storage import MemoryStorage, RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from slowapi import Limiter
 
@@ -29,6 +29,7 @@ from starterkit.clientip import client_ip
 from starterkit.db.models import User
 from starterkit.errors import error_response
 from starterkit.exceptions import RateLimited
+from starterkit.middleware import RATE_LIMIT_HEADERS_KEY
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -85,12 +86,6 @@ class RateLimits:
         self._shared_down_until = 0.0
         self._outage_logged = False
         self.rejections: dict[str, int] = {}
-
-    @property
-    def storage(self) -> Storage:
-        """The storage in use when Redis is healthy."""
-        limiter = self._shared or self._memory
-        return limiter.storage
 
     async def hit(self, name: str, limit: RateLimitItem, *key: str) -> LimitState:
         """Count one request for ``key`` against ``limit``; ``allowed`` says if it fits."""
@@ -159,7 +154,6 @@ def raise_if_refused(state: LimitState) -> None:
 
 
 LimitDependency = Callable[..., Awaitable[None]]
-RATE_LIMIT_HEADERS_KEY = "rate_limit_headers"
 
 
 def report(request: Request, state: LimitState) -> None:

@@ -13,9 +13,7 @@ from enum import StrEnum
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from starterkit.db.models import AuthEvent
-
-USER_AGENT_MAX = 512
+from starterkit.db.models import USER_AGENT_MAX_LENGTH, AuthEvent
 
 
 class EventType(StrEnum):
@@ -60,7 +58,7 @@ def record_event(
             user_id=user_id,
             email=email[:320] if email else None,
             ip=origin.ip,
-            user_agent=(origin.user_agent or "")[:USER_AGENT_MAX] or None,
+            user_agent=(origin.user_agent or "")[:USER_AGENT_MAX_LENGTH] or None,
             created_at=now,
         )
     )

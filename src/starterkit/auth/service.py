@@ -22,7 +22,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from starterkit.auth.passwords import PasswordHasher
 from starterkit.auth.tokens import TokenService
-from starterkit.db.models import AuthSession, RefreshToken, User
+from starterkit.db.models import USER_AGENT_MAX_LENGTH, AuthSession, RefreshToken, User
 from starterkit.exceptions import (
     AuthenticationFailed,
     InvalidToken,
@@ -34,7 +34,6 @@ from starterkit.users.service import get_user_by_email
 logger = logging.getLogger("starterkit.auth")
 
 LOGIN_FAILED = "Incorrect email or password."
-USER_AGENT_MAX = 512
 # Revoked sessions are kept a while so a replayed token still finds its family.
 REVOKED_RETENTION = timedelta(days=1)
 
@@ -94,7 +93,7 @@ async def start_session(
     """Begin a new session (token family) for ``user`` and issue its first token pair."""
     auth_session = AuthSession(
         user_id=user.id,
-        user_agent=(user_agent or "")[:USER_AGENT_MAX] or None,
+        user_agent=(user_agent or "")[:USER_AGENT_MAX_LENGTH] or None,
         ip=ip,
         created_at=now,
         last_used_at=now,

@@ -12,6 +12,7 @@ from starterkit.db.base import Base, BigIntId, utcnow
 EMAIL_MAX_LENGTH = 320
 TITLE_MAX_LENGTH = 255
 DESCRIPTION_MAX_LENGTH = 10_000
+USER_AGENT_MAX_LENGTH = 512
 
 
 class TimestampMixin:
@@ -73,7 +74,7 @@ class AuthSession(Base):
     user_id: Mapped[int] = mapped_column(
         BigIntId, ForeignKey("users.id", ondelete="CASCADE"), index=True
     )
-    user_agent: Mapped[str | None] = mapped_column(String(512))
+    user_agent: Mapped[str | None] = mapped_column(String(USER_AGENT_MAX_LENGTH))
     ip: Mapped[str | None] = mapped_column(String(45))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -128,7 +129,7 @@ class AuthEvent(Base):
     email: Mapped[str | None] = mapped_column(String(EMAIL_MAX_LENGTH))
     event_type: Mapped[str] = mapped_column(String(32))
     ip: Mapped[str | None] = mapped_column(String(45))
-    user_agent: Mapped[str | None] = mapped_column(String(512))
+    user_agent: Mapped[str | None] = mapped_column(String(USER_AGENT_MAX_LENGTH))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
     def __repr__(self) -> str:
