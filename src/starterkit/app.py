@@ -28,6 +28,7 @@ from starterkit.auth.passwords import PasswordHasher
 from starterkit.auth.router import build_auth_router
 from starterkit.auth.service import SessionLifetimes, purge_expired_sessions
 from starterkit.auth.tokens import Clock, TokenService
+from starterkit.auth.user_cache import UserCache
 from starterkit.cache import MemoryBackend, RedisBackend, ResponseCache
 from starterkit.db.base import utcnow
 from starterkit.db.engine import create_engine, create_sessionmaker
@@ -86,6 +87,7 @@ class StarterKit:
         self.token_url = token_url or f"{self.settings.api_prefix}/auth/login"
         self.engine = create_engine(self.settings)
         self.sessionmaker = create_sessionmaker(self.engine)
+        self.user_cache = UserCache(self.settings.database_url, self.sessionmaker)
         self.redis: Redis | None = _create_redis(self.settings.redis_url)
         self.password_hasher = PasswordHasher()
         self.hooks = Hooks()
@@ -201,6 +203,7 @@ class StarterKit:
     async def aclose(self) -> None:
         """Close pooled database connections and the Redis client. The kit stays usable."""
         await self.engine.dispose()
+        self.user_cache.close()
         if self.redis is not None:
             await self.redis.aclose()
 

@@ -282,7 +282,7 @@ def count_queries(kit: StarterKit) -> Iterator[list[str]]:
         event.remove(kit.engine.sync_engine, "before_cursor_execute", record)
 
 
-async def test_offset_page_is_two_queries_and_keyset_page_is_one(
+async def test_offset_page_is_one_query_and_keyset_page_is_one(
     kit: StarterKit, client: httpx.AsyncClient, alice: dict[str, str]
 ) -> None:
     for n in range(30):
@@ -293,13 +293,22 @@ async def test_offset_page_is_two_queries_and_keyset_page_is_one(
         with count_queries(kit) as offset_queries:
             items, total = await service.list_items_page(session, user=user, limit=20, offset=0)
         assert (len(items), total) == (20, 30)
+        with count_queries(kit) as last_page_queries:
+            last, total = await service.list_items_page(session, user=user, limit=20, offset=20)
+        assert (len(last), total) == (10, 30)
+        with count_queries(kit) as past_end_queries:
+            beyond, total = await service.list_items_page(session, user=user, limit=20, offset=40)
+        assert (beyond, total) == ([], 30)
         with count_queries(kit) as keyset_queries:
             page, next_cursor = await service.list_items_after(
                 session, user=user, limit=20, cursor=service.Cursor.after(items[4])
             )
         assert len(page) == 20
         assert next_cursor is not None
-    assert len(offset_queries) == 2, offset_queries
+    assert len(offset_queries) == 1, offset_queries
+    assert len(last_page_queries) == 1, last_page_queries
+    # Past the end no row carries the total, so it is counted on its own.
+    assert len(past_end_queries) == 2, past_end_queries
     assert len(keyset_queries) == 1, keyset_queries
 
 

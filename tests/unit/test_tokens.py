@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import warnings
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import jwt
 import pytest
 from jwt.warnings import InsecureKeyLengthWarning
 
+import starterkit.auth.tokens as tokens_module
 from starterkit.auth.tokens import TokenService
 from starterkit.exceptions import InvalidToken
 from tests.support.auth import FakeClock
@@ -168,3 +171,44 @@ def test_refresh_tokens_are_long_random_and_stored_as_hmac() -> None:
     assert len(seen) == 200
     other = service(refresh_secret="z" * 40)
     assert other.hash_refresh_token("abc") != tokens.hash_refresh_token("abc")
+
+
+def test_a_verified_token_is_remembered_but_its_expiry_is_checked_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tokens = service()
+    token = tokens.issue_access_token(user_id=1, token_version=0)
+    first = tokens.decode_access_token(token)
+
+    def no_signature_check(_token: str) -> object:
+        raise AssertionError("verified again")
+
+    monkeypatch.setattr(tokens, "_verify", no_signature_check)
+    assert tokens.decode_access_token(token) is first
+    now = time.time()
+    later = SimpleNamespace(time=lambda: now + 15 * 60 + 29)  # inside the 30 s leeway
+    monkeypatch.setattr(tokens_module, "time", later)
+    assert tokens.decode_access_token(token) is first
+    later.time = lambda: now + 15 * 60 + 31
+    with pytest.raises(InvalidToken):
+        tokens.decode_access_token(token)
+
+
+def test_only_the_exact_token_text_is_remembered() -> None:
+    tokens = service()
+    token = tokens.issue_access_token(user_id=1, token_version=0)
+    tokens.decode_access_token(token)
+    header, payload, signature = token.split(".")
+    flipped = signature[:-2] + ("A" if signature[-2] != "A" else "B") + signature[-1]
+    for forged in (f"{header}.{payload}.{flipped}", token + " ", f"{header}.{payload}."):
+        with pytest.raises(InvalidToken):
+            tokens.decode_access_token(forged)
+
+
+def test_remembered_tokens_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tokens_module, "MAX_VERIFIED_TOKENS", 3)
+    tokens = service()
+    issued = [tokens.issue_access_token(user_id=n, token_version=0) for n in range(1, 6)]
+    for token in issued:
+        tokens.decode_access_token(token)
+    assert list(tokens._verified) == issued[-3:]

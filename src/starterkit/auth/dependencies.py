@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request, Response
 from fastapi.security import OAuth2PasswordBearer
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from starterkit.auth.tokens import AccessClaims
 from starterkit.db.models import User
@@ -41,8 +40,13 @@ def build_user_dependency(
     """A dependency returning the authenticated :class:`User`, with the given requirements.
 
     The token is read from the ``Authorization`` header only (never the query string). The
-    user is loaded on every request, so deactivation and a bumped token version (logout-all,
-    password change) take effect on the very next request.
+    user's current row is checked on every request (from the database, or from
+    :class:`~starterkit.auth.user_cache.UserCache` while the database is unchanged), so
+    deactivation and a bumped token version (logout-all, password change) take effect on the
+    very next request.
+
+    The user is *detached* (it belongs to no session), so reading it costs nothing more; to
+    change it, add it to your session first: ``session.add(user)``.
 
     Raises (as HTTP errors):
         401: no token, an invalid token, or a user that no longer matches it.
@@ -54,12 +58,11 @@ def build_user_dependency(
         request: Request,
         response: Response,
         token: Annotated[str | None, Depends(bearer)],
-        session: Annotated[AsyncSession, Depends(kit.db_session)],
     ) -> User:
         if not token:
             raise AuthenticationFailed(NOT_AUTHENTICATED)
         claims = kit.tokens.decode_access_token(token)
-        user = await session.get(User, claims.user_id)
+        user = await kit.user_cache.get_user(claims.user_id)
         if user is None or user.token_version != claims.token_version:
             raise InvalidToken
         if active and not user.is_active:

@@ -222,6 +222,7 @@ def build_auth_router(kit: "StarterKit", *, tags: Sequence[str] = ("auth",)) -> 
     )
     async def logout_all(request: Request, user: CurrentUser, session: Session) -> None:
         """End every session of the caller and invalidate all their access tokens."""
+        session.add(user)  # kit.current_user is detached: its token version changes
         now = kit.clock()
         await service.end_all_sessions(session, user=user, now=now)
         origin = origin_of(request, kit.settings.trusted_proxies)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ ALGORITHM = "HS256"
 ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105 - the RFC 9068 media type, not a secret
 REQUIRED_CLAIMS = ["sub", "exp", "iat", "nbf", "iss", "aud", "jti", "type", "ver"]
 REFRESH_TOKEN_BYTES = 32
+# Verified access tokens remembered per process; a client reuses its token for many requests.
+MAX_VERIFIED_TOKENS = 4096
 
 Clock = Callable[[], datetime]
 
@@ -64,6 +67,7 @@ class TokenService:
         self._leeway = leeway_seconds
         self._clock = clock
         self._jwt = jwt.PyJWT(options={"enforce_minimum_key_length": True})
+        self._verified: dict[str, AccessClaims] = {}
 
     def issue_access_token(
         self, *, user_id: int, token_version: int, session_id: int | None = None
@@ -90,10 +94,29 @@ class TokenService:
     def decode_access_token(self, token: str) -> AccessClaims:
         """Verify ``token`` and return its claims.
 
+        A token verified before is recognised by its exact text and only its expiry is checked
+        again: the signature, issuer and audience of the same bytes cannot have changed, and
+        signature checks are the largest fixed cost of an authenticated request. Whether the
+        token still matches its user (token version, active) is the caller's job every time.
+
         Raises:
             InvalidToken: for any problem: signature, algorithm, expiry, issuer, audience, a
                 missing claim, or a token that is not an access token.
         """
+        claims = self._verified.get(token)
+        if claims is not None:
+            # The same test as PyJWT's, on the same clock (the system's).
+            if claims.expires_at + self._leeway <= time.time():
+                raise InvalidToken
+            return claims
+        claims = self._verify(token)
+        verified = self._verified
+        if len(verified) >= MAX_VERIFIED_TOKENS:
+            del verified[next(iter(verified))]  # the oldest
+        verified[token] = claims
+        return claims
+
+    def _verify(self, token: str) -> AccessClaims:
         try:
             decoded = self._jwt.decode_complete(
                 token,

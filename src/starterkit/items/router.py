@@ -86,6 +86,8 @@ def build_items_router(kit: "StarterKit", *, tags: Sequence[str] = ("items",)) -
     Session = Annotated[AsyncSession, Depends(kit.db_session)]
     CurrentUser = Annotated[User, Depends(kit.current_user)]
 
+    # Reads open a session only when the cache cannot answer: a session dependency would
+    # cost every request, hits included, FastAPI's per-dependency setup and teardown.
     async def cached_read(
         request: Request, user: User, route: str, render: "Callable[[], Awaitable[bytes]]"
     ) -> Response:
@@ -139,7 +141,6 @@ def build_items_router(kit: "StarterKit", *, tags: Sequence[str] = ("items",)) -
     async def list_items(
         request: Request,
         user: CurrentUser,
-        session: Session,
         limit: Annotated[int, Query(ge=1, le=100)] = 50,
         offset: Annotated[int | None, Query(ge=0, le=MAX_DB_INT)] = None,
         skip: Annotated[
@@ -162,7 +163,8 @@ def build_items_router(kit: "StarterKit", *, tags: Sequence[str] = ("items",)) -
         route = "items?" + urlencode(sorted(query.items()))
 
         async def render() -> bytes:
-            return await render_page(session, user, limit=limit, offset=start, cursor=position)
+            async with kit.sessionmaker() as session:
+                return await render_page(session, user, limit=limit, offset=start, cursor=position)
 
         return await cached_read(request, user, route, render)
 
@@ -175,14 +177,13 @@ def build_items_router(kit: "StarterKit", *, tags: Sequence[str] = ("items",)) -
             304: {"description": "Not modified (`If-None-Match` matched the `ETag`)."},
         },
     )
-    async def read_item(
-        item_id: ItemId, request: Request, user: CurrentUser, session: Session
-    ) -> Response:
+    async def read_item(item_id: ItemId, request: Request, user: CurrentUser) -> Response:
         """One item. Someone else's is 404, exactly like one that does not exist."""
 
         async def render() -> bytes:
-            item = await service.get_item(session, item_id=item_id, user=user)
-            return ItemRead.model_validate(item).model_dump_json().encode()
+            async with kit.sessionmaker() as session:
+                item = await service.get_item(session, item_id=item_id, user=user)
+                return ItemRead.model_validate(item).model_dump_json().encode()
 
         return await cached_read(request, user, f"items/{item_id}", render)
 

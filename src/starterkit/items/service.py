@@ -11,6 +11,7 @@ import base64
 import binascii
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 from sqlalchemy import Select, func, literal, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -60,6 +61,7 @@ class Cursor:
         return cls(created_at=item.created_at, item_id=item.id)
 
 
+_AnySelect = TypeVar("_AnySelect", bound=Select[Any])
 _ONE_MICROSECOND = datetime(1970, 1, 1, 0, 0, 0, 1, tzinfo=UTC) - _EPOCH
 
 
@@ -68,7 +70,7 @@ def _visible_to(user: User) -> Select[Item]:
     return query if user.is_superuser else query.where(Item.owner_id == user.id)
 
 
-def _newest_first(query: Select[Item]) -> Select[Item]:
+def _newest_first(query: _AnySelect) -> _AnySelect:
     return query.order_by(Item.created_at.desc(), Item.id.desc())
 
 
@@ -129,11 +131,19 @@ async def delete_item(session: AsyncSession, *, item: Item) -> None:
 async def list_items_page(
     session: AsyncSession, *, user: User, limit: int, offset: int
 ) -> tuple[list[Item], int]:
-    """An offset page and the total: exactly two queries."""
+    """An offset page and the total: one query, or two for a page past the end.
+
+    The total rides along as an uncorrelated scalar subquery, which SQLite and PostgreSQL
+    evaluate once per statement (from the index, without reading the rows). A window count
+    (``count(*) OVER ()``) would instead materialise every matching row before the LIMIT.
+    """
     visible = _visible_to(user)
-    total = await session.scalar(select(func.count()).select_from(visible.subquery()))
-    result = await session.execute(_newest_first(visible).limit(limit).offset(offset))
-    return list(result.scalars()), int(total or 0)
+    count = select(func.count()).select_from(visible.subquery())
+    query = _newest_first(visible.add_columns(count.scalar_subquery().label("total")))
+    rows = (await session.execute(query.limit(limit).offset(offset))).tuples().all()
+    if rows:
+        return [item for item, _ in rows], int(rows[0][1])
+    return [], (int(await session.scalar(count) or 0) if offset else 0)
 
 
 async def list_items_after(

@@ -87,6 +87,7 @@ def build_users_router(kit: "StarterKit", *, tags: Sequence[str] = ("users",)) -
     )
     async def update_me(payload: UserUpdateMe, user: CurrentUser, session: Session) -> Any:
         """Change your display name (`null` clears it)."""
+        session.add(user)  # kit.current_user is detached
         if "full_name" in payload.model_fields_set:
             user.full_name = payload.full_name
         await session.commit()
@@ -107,6 +108,7 @@ def build_users_router(kit: "StarterKit", *, tags: Sequence[str] = ("users",)) -
         A wrong `current_password` is 400 (you are still signed in); a new password that
         breaks the rules is 422.
         """
+        session.add(user)  # kit.current_user is detached
         await service.change_password(
             session,
             user=user,

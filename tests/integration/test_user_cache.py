@@ -1,0 +1,168 @@
+"""The per-process user cache: it saves the query, and any commit anywhere invalidates it."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from sqlalchemy import event, update
+
+from starterkit import Settings, StarterKit, User
+from starterkit.auth.user_cache import UserCache, sqlite_file_of
+from tests.support.auth import API, PASSWORD, bearer, signed_up
+from tests.support.processes import clean_env, starterkit_command
+
+pytestmark = pytest.mark.anyio
+
+
+@contextmanager
+def statements_of(kit: StarterKit) -> Iterator[list[str]]:
+    statements: list[str] = []
+
+    def record(*args: Any) -> None:
+        statements.append(str(args[2]))
+
+    event.listen(kit.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        yield statements
+    finally:
+        event.remove(kit.engine.sync_engine, "before_cursor_execute", record)
+
+
+async def me(client: httpx.AsyncClient, token: str) -> httpx.Response:
+    return await client.get(f"{API}/users/me", headers=bearer(token))
+
+
+async def change_elsewhere(settings: Settings, email: str, **values: Any) -> None:
+    """Commit a change to the user through another runtime: another engine and pool."""
+    other = StarterKit(settings)
+    try:
+        async with other.sessionmaker() as session:
+            await session.execute(update(User).where(User.email == email).values(**values))
+            await session.commit()
+    finally:
+        await other.aclose()
+
+
+async def test_a_repeated_request_reads_the_user_from_the_cache_on_sqlite(
+    client: httpx.AsyncClient, kit: StarterKit
+) -> None:
+    token = (await signed_up(client, "cached@example.com"))["access_token"]
+    assert (await me(client, token)).status_code == 200
+    with statements_of(kit) as statements:
+        response = await me(client, token)
+    assert response.status_code == 200
+    assert response.json()["email"] == "cached@example.com"
+    if kit.user_cache.enabled:  # SQLite: no query at all
+        assert statements == []
+    else:  # PostgreSQL: the user's row, every time
+        assert len(statements) == 1, statements
+        assert "FROM users" in statements[0]
+
+
+@pytest.mark.parametrize(
+    ("change", "status"),
+    [
+        pytest.param({"is_active": False}, 401, id="deactivated"),
+        pytest.param({"token_version": 7}, 401, id="token-version-bumped"),
+        pytest.param({"full_name": "Renamed"}, 200, id="renamed"),
+    ],
+)
+async def test_a_commit_by_another_connection_takes_effect_on_the_next_request(
+    client: httpx.AsyncClient, settings: Settings, change: dict[str, Any], status: int
+) -> None:
+    token = (await signed_up(client, "elsewhere@example.com"))["access_token"]
+    for _ in range(2):  # the second one is served from the cache where there is one
+        assert (await me(client, token)).status_code == 200
+    await change_elsewhere(settings, "elsewhere@example.com", **change)
+    response = await me(client, token)
+    assert response.status_code == status, response.text
+    if status == 200:
+        assert response.json()["full_name"] == "Renamed"
+
+
+async def test_the_cli_in_another_process_deactivates_on_the_next_request(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    token = (await signed_up(client, "cli@example.com"))["access_token"]
+    for _ in range(2):
+        assert (await me(client, token)).status_code == 200
+    done = await anyio.to_thread.run_sync(
+        lambda: subprocess.run(
+            starterkit_command("deactivate", "cli@example.com"),
+            env=clean_env(STARTERKIT_DATABASE_URL=settings.database_url),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    )
+    assert done.returncode == 0, done.stderr
+    assert (await me(client, token)).status_code == 401
+
+
+async def test_the_current_user_is_detached_and_changes_persist_once_added(
+    client: httpx.AsyncClient, kit: StarterKit
+) -> None:
+    token = (await signed_up(client, "detached@example.com"))["access_token"]
+    for name in ("First", "Second"):
+        response = await client.patch(
+            f"{API}/users/me", json={"full_name": name}, headers=bearer(token)
+        )
+        assert response.status_code == 200
+        assert (await me(client, token)).json()["full_name"] == name
+    user_id = (await me(client, token)).json()["id"]
+    first, second = await kit.user_cache.get_user(user_id), await kit.user_cache.get_user(user_id)
+    assert first is not None
+    assert second is not None
+    assert first is not second
+    assert first.full_name == "Second"
+
+
+async def test_the_cache_keeps_at_most_max_users(settings: Settings) -> None:
+    kit = StarterKit(settings)
+    cache = UserCache(settings.database_url, kit.sessionmaker, max_users=2)
+    try:
+        async with kit.sessionmaker() as session:
+            for n in range(3):
+                session.add(User(email=f"u{n}@example.com", hashed_password=PASSWORD))
+            await session.commit()
+        loaded = [await cache.get_user(user_id) for user_id in (1, 2, 3, 1)]
+        assert [user.email if user else None for user in loaded] == [
+            "u0@example.com",
+            "u1@example.com",
+            "u2@example.com",
+            "u0@example.com",
+        ]
+        assert len(cache._rows) <= 2
+    finally:
+        cache.close()
+        await kit.aclose()
+
+
+@pytest.mark.parametrize(
+    ("url", "path"),
+    [
+        ("sqlite:///data/app.db", "data/app.db"),
+        ("sqlite+aiosqlite:////srv/app.db", "/srv/app.db"),
+        ("sqlite://", None),
+        ("sqlite:///:memory:", None),
+        ("sqlite:///file:shared?mode=memory&cache=shared&uri=true", None),
+        ("postgresql+asyncpg://u@localhost/app", None),
+    ],
+)
+def test_only_a_sqlite_file_has_a_data_version_to_watch(url: str, path: str | None) -> None:
+    assert sqlite_file_of(url) == path
+
+
+async def test_an_in_memory_database_is_never_cached() -> None:
+    kit = StarterKit(Settings(_env_file=None, database_url="sqlite://", environment="test"))
+    try:
+        assert not kit.user_cache.enabled
+    finally:
+        await kit.aclose()
