@@ -31,6 +31,10 @@ GENEROUS_LIMITS = (
     "auth_refresh_rate_limit",
     "auth_register_rate_limit",
     "auth_password_rate_limit",
+    "auth_forgot_password_rate_limit",
+    "auth_request_verify_rate_limit",
+    "auth_mail_account_rate_limit",
+    "auth_redeem_token_rate_limit",
 )
 
 SettingsFactory = Callable[..., Settings]

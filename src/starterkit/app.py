@@ -22,6 +22,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from starterkit._version import __version__
+from starterkit.auth.account_tokens import AccountTokens, build_account_tokens
 from starterkit.auth.dependencies import UserDependency, build_user_dependency
 from starterkit.auth.events import purge_events_before
 from starterkit.auth.passwords import PasswordHasher
@@ -29,6 +30,7 @@ from starterkit.auth.router import build_auth_router
 from starterkit.auth.service import SessionLifetimes, purge_expired_sessions
 from starterkit.auth.tokens import Clock, TokenService
 from starterkit.auth.user_cache import UserCache
+from starterkit.background import BackgroundJobs
 from starterkit.cache import MemoryBackend, RedisBackend, ResponseCache
 from starterkit.db.base import utcnow
 from starterkit.db.engine import create_engine, create_sessionmaker
@@ -36,6 +38,7 @@ from starterkit.errors import install_error_handlers
 from starterkit.health import build_health_router
 from starterkit.hooks import Hooks
 from starterkit.items.router import build_items_router
+from starterkit.mail import build_mailer
 from starterkit.metrics import Metrics, MetricsMiddleware, build_metrics_router
 from starterkit.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from starterkit.ratelimit import RateLimits, build_limiter, slowapi_exceeded_handler
@@ -91,6 +94,8 @@ class StarterKit:
         self.redis: Redis | None = _create_redis(self.settings.redis_url)
         self.password_hasher = PasswordHasher()
         self.hooks = Hooks()
+        self.background = BackgroundJobs()
+        self.mailer = build_mailer(self.settings)
         self.cache = ResponseCache(
             RedisBackend(self.redis) if self.redis is not None else MemoryBackend(),
             ttl_seconds=self.settings.cache_ttl_seconds,
@@ -151,6 +156,11 @@ class StarterKit:
         )
 
     @functools.cached_property
+    def account_tokens(self) -> AccountTokens:
+        """Issues and checks the password-reset and verification tokens of mailed links."""
+        return build_account_tokens(self.settings, self.token_secrets[0], clock=self.clock)
+
+    @functools.cached_property
     def token_secrets(self) -> tuple[str, str]:
         """``(SECRET_KEY, REFRESH_TOKEN_SECRET)``; random per process if unset in development."""
         return _resolve_secrets(self.settings)
@@ -201,7 +211,11 @@ class StarterKit:
                 logger.debug("purged %d expired sessions and %d old events", sessions, events)
 
     async def aclose(self) -> None:
-        """Close pooled database connections and the Redis client. The kit stays usable."""
+        """Close pooled database connections and the Redis client. The kit stays usable.
+
+        Background jobs (mail) get a few seconds to finish first.
+        """
+        await self.background.drain()
         await self.engine.dispose()
         self.user_cache.close()
         if self.redis is not None:

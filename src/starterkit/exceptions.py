@@ -22,6 +22,15 @@ class InvalidRequest(StarterKitError):
     default_detail = "The request is invalid."
 
 
+class InvalidAccountToken(InvalidRequest):
+    """A password-reset or verification token that is malformed, expired or already used.
+
+    A 400, not a 401: these tokens are not credentials of a signed-in caller.
+    """
+
+    default_detail = "The link is invalid, has expired or was already used."
+
+
 class AuthenticationFailed(StarterKitError):
     """Credentials or token missing, wrong, expired or revoked (401).
 
@@ -65,6 +74,16 @@ class PermissionDenied(StarterKitError):
     """Authenticated, but not allowed to do this (403)."""
 
     default_detail = "You do not have permission to do this."
+
+
+class EmailNotVerified(PermissionDenied):
+    """The password was right, but ALLOW_UNVERIFIED_LOGIN is off and the email is unverified."""
+
+    default_detail = "Verify your email address before you log in."
+
+    def __init__(self, detail: str | None = None, *, user_id: int) -> None:
+        super().__init__(detail)
+        self.user_id = user_id
 
 
 class NotFound(StarterKitError):

@@ -196,6 +196,69 @@ class Settings(BaseSettings):
     docs_enabled: bool = Field(
         default=True, description="Serve `/docs`, `/redoc` and `/openapi.json`."
     )
+    # Account lifecycle: forgot/reset password, email verification and the mail they send.
+    auth_forgot_password_rate_limit: str = Field(
+        default="5/hour", description="Per client IP: `POST /auth/forgot-password` requests."
+    )
+    auth_request_verify_rate_limit: str = Field(
+        default="5/hour", description="Per client IP: `POST /auth/request-verify` requests."
+    )
+    auth_mail_account_rate_limit: str = Field(
+        default="3/hour",
+        description="Per email address: reset and verification mails asked for it, counted "
+        "together whether or not the account exists.",
+    )
+    auth_redeem_token_rate_limit: str = Field(
+        default="10/minute",
+        description="Per client IP: `POST /auth/reset-password` and `POST /auth/verify` together.",
+    )
+    allow_unverified_login: bool = Field(
+        default=True,
+        description="Let accounts with an unverified email log in; when false, they get 403 "
+        "(only after a correct password).",
+    )
+    password_reset_token_minutes: int = Field(
+        default=30, ge=1, le=24 * 60, description="Lifetime of password-reset links."
+    )
+    verify_token_hours: int = Field(
+        default=24, ge=1, le=30 * 24, description="Lifetime of email-verification links."
+    )
+    public_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="Base of the links in mails: `{PUBLIC_URL}/reset-password?token=…` and "
+        "`{PUBLIC_URL}/verify-email?token=…`, pages of your front end.",
+    )
+    email_from: str = Field(
+        default="starterkit <noreply@localhost>",
+        description="The From address of every mail, e.g. `Example <noreply@example.com>`.",
+    )
+    smtp_host: str = Field(
+        default="localhost", min_length=1, description="SMTP server (EMAIL_BACKEND `smtp`)."
+    )
+    smtp_port: int = Field(
+        default=587,
+        ge=1,
+        le=65535,
+        description="SMTP port: usually 587 for `starttls`, 465 for `tls`, 25 for `none`.",
+    )
+    smtp_tls: Literal["starttls", "tls", "none"] = Field(
+        default="starttls",
+        description="`starttls` (upgrade after connecting), `tls` (TLS from the start) or "
+        "`none` (plain text: only for a relay on the same host or network).",
+    )
+    smtp_username: str = Field(default="", description="SMTP login; empty to send without.")
+    smtp_password: SecretStr | None = Field(
+        default=None, description="SMTP password; needed when SMTP_USERNAME is set."
+    )
+    smtp_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=300, description="Give up on an unresponsive SMTP server after this."
+    )
+    email_backend: Literal["console", "smtp", "callable", "none"] | None = Field(
+        default=None,
+        description="How mail is sent: `console` (printed to the log), `smtp`, `callable` "
+        "(your `kit.mailer.backend`) or `none`. Unset: `console`, and `none` in production, "
+        "which refuses `console`.",
+    )
 
     @field_validator("database_url")
     @classmethod
@@ -243,6 +306,10 @@ class Settings(BaseSettings):
         "auth_refresh_rate_limit",
         "auth_register_rate_limit",
         "auth_password_rate_limit",
+        "auth_forgot_password_rate_limit",
+        "auth_request_verify_rate_limit",
+        "auth_mail_account_rate_limit",
+        "auth_redeem_token_rate_limit",
     )
     @classmethod
     def _rate_limit(cls, value: str) -> str:
@@ -309,6 +376,41 @@ class Settings(BaseSettings):
             return ""
         if not value.startswith("/") or value.endswith("/") or "//" in value:
             raise ValueError("must look like /api/v1: a leading slash and no trailing slash")
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        value = value.strip()
+        if not value.startswith(("http://", "https://")) or "?" in value or "#" in value:
+            raise ValueError("must be a base URL such as https://app.example, without ? or #")
+        return value.rstrip("/")
+
+    @field_validator("email_from")
+    @classmethod
+    def _email_from(cls, value: str) -> str:
+        from email.utils import parseaddr  # noqa: PLC0415
+
+        value = value.strip()
+        if "\r" in value or "\n" in value or "@" not in parseaddr(value)[1]:
+            raise ValueError("must be an address such as noreply@example.com or Name <a@b.c>")
+        return value
+
+    @field_validator("smtp_password")
+    @classmethod
+    def _smtp_password(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if info.data.get("smtp_username") and not (value and value.get_secret_value()):
+            raise ValueError("is missing while SMTP_USERNAME is set")
+        return value
+
+    @field_validator("email_backend")
+    @classmethod
+    def _email_backend(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value == "console" and info.data.get("environment") == "production":
+            raise ValueError(
+                "is console, which production refuses because it writes password-reset links "
+                "into the log; use smtp or callable"
+            )
         return value
 
     @property

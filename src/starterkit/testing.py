@@ -48,6 +48,10 @@ _LIMIT_FIELDS = (
     "auth_refresh_rate_limit",
     "auth_register_rate_limit",
     "auth_password_rate_limit",
+    "auth_forgot_password_rate_limit",
+    "auth_request_verify_rate_limit",
+    "auth_mail_account_rate_limit",
+    "auth_redeem_token_rate_limit",
 )
 
 __all__ = [

@@ -29,6 +29,10 @@ class EventType(StrEnum):
     PASSWORD_CHANGED = "password_changed"  # noqa: S105 - an event name
     USER_DEACTIVATED = "user_deactivated"
     USER_REACTIVATED = "user_reactivated"
+    PASSWORD_RESET_REQUESTED = "password_reset_requested"  # noqa: S105 - an event name
+    PASSWORD_RESET = "password_reset"  # noqa: S105 - an event name
+    EMAIL_VERIFIED = "email_verified"
+    EMAIL_CHANGED = "email_changed"
 
 
 @dataclass(frozen=True, slots=True)

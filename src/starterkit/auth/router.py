@@ -1,4 +1,5 @@
-"""``/auth`` routes: login, refresh, logout, logout-all and the caller's sessions.
+"""``/auth`` routes: login, refresh, logout, logout-all, the caller's sessions, and (from
+:mod:`starterkit.auth.lifecycle_router`) forgot/reset password and email verification.
 
 Built by :func:`build_auth_router` for one :class:`StarterKit`; mount it under any prefix.
 No ``from __future__ import annotations`` here: FastAPI reads these annotations at runtime.
@@ -17,10 +18,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starterkit.auth import service
 from starterkit.auth.dependencies import claims_of
 from starterkit.auth.events import EventType, Origin, record_event
+from starterkit.auth.lifecycle_router import build_lifecycle_router
 from starterkit.auth.schemas import LoginRequest, RefreshRequest, SessionRead, TokenPair
 from starterkit.clientip import client_ip
 from starterkit.db.models import User
-from starterkit.exceptions import AuthenticationFailed, InvalidToken, RefreshTokenReused
+from starterkit.exceptions import (
+    AuthenticationFailed,
+    EmailNotVerified,
+    InvalidToken,
+    RefreshTokenReused,
+)
 from starterkit.ratelimit import limit_per_client, parse_limit, raise_if_refused
 from starterkit.schemas import MAX_DB_INT, error_responses
 
@@ -119,9 +126,26 @@ def build_auth_router(kit: "StarterKit", *, tags: Sequence[str] = ("auth",)) -> 
                 email=credentials.email,
                 password=credentials.password,
                 hasher=kit.password_hasher,
+                require_verified=not settings.allow_unverified_login,
             )
+        except EmailNotVerified as refusal:
+            # Only said after a correct password, so it reveals nothing to a guesser.
+            await session.rollback()
+            record_event(
+                session,
+                event_type=EventType.LOGIN_FAILED,
+                origin=origin,
+                now=now,
+                user_id=refusal.user_id,
+                email=account,
+            )
+            await session.commit()
+            raise
         except AuthenticationFailed as failure:
-            logger.info("login failed for %r from %s", credentials.email[:320], origin.ip)
+            # Never the typed email (personal data, or a password typed into the wrong field);
+            # the audit log keeps it in the database.
+            who = f"user {failure.user_id}" if failure.user_id else "an unknown email"
+            logger.info("login failed for %s from %s", who, origin.ip)
             await kit.rate_limits.hit("login-account", account_limit, account)
             await session.rollback()
             record_event(
@@ -268,6 +292,7 @@ def build_auth_router(kit: "StarterKit", *, tags: Sequence[str] = ("auth",)) -> 
         )
         await session.commit()
 
+    router.include_router(build_lifecycle_router(kit))
     return router
 
 

@@ -25,6 +25,7 @@ from starterkit.auth.tokens import TokenService
 from starterkit.db.models import USER_AGENT_MAX_LENGTH, AuthSession, RefreshToken, User
 from starterkit.exceptions import (
     AuthenticationFailed,
+    EmailNotVerified,
     InvalidToken,
     NotFound,
     RefreshTokenReused,
@@ -58,7 +59,12 @@ class IssuedTokens:
 
 
 async def authenticate(
-    session: AsyncSession, *, email: str, password: str, hasher: PasswordHasher
+    session: AsyncSession,
+    *,
+    email: str,
+    password: str,
+    hasher: PasswordHasher,
+    require_verified: bool = False,
 ) -> User:
     """Check an email and password; upgrade an outdated hash on success.
 
@@ -67,6 +73,8 @@ async def authenticate(
 
     Raises:
         AuthenticationFailed: with the same message in every case.
+        EmailNotVerified: ``require_verified`` and the account's email is not verified; raised
+            only after the password was found correct, so it tells a guesser nothing.
     """
     user = await get_user_by_email(session, email)
     if user is None:
@@ -75,6 +83,8 @@ async def authenticate(
     ok, new_hash = await hasher.verify_and_update(password, user.hashed_password)
     if not ok or not user.is_active:
         raise AuthenticationFailed(LOGIN_FAILED, user_id=user.id)
+    if require_verified and not user.is_verified:
+        raise EmailNotVerified(user_id=user.id)
     if new_hash is not None:
         user.hashed_password = new_hash
     return user

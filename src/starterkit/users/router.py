@@ -11,10 +11,11 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from starterkit.auth.events import EventType, list_events, record_event
+from starterkit.auth.lifecycle_mail import mail_verification
 from starterkit.auth.router import origin_of
 from starterkit.db.models import User
 from starterkit.exceptions import InvalidRequest
-from starterkit.ratelimit import limit_per_client, limit_per_user
+from starterkit.ratelimit import limit_per_client, limit_per_user, parse_limit, raise_if_refused
 from starterkit.schemas import MAX_DB_INT, error_responses
 from starterkit.users import service
 from starterkit.users.schemas import (
@@ -43,6 +44,7 @@ def build_users_router(kit: "StarterKit", *, tags: Sequence[str] = ("users",)) -
     settings = kit.settings
     register_limit = Depends(limit_per_client(kit, "register", settings.auth_register_rate_limit))
     password_limit = Depends(limit_per_user(kit, "password", settings.auth_password_rate_limit))
+    password_limit_item = parse_limit(settings.auth_password_rate_limit)
 
     @router.post(
         "",
@@ -83,14 +85,51 @@ def build_users_router(kit: "StarterKit", *, tags: Sequence[str] = ("users",)) -
         return user
 
     @router.patch(
-        "/me", name="users:update_me", response_model=UserRead, responses=error_responses(401, 422)
+        "/me",
+        name="users:update_me",
+        response_model=UserRead,
+        responses=error_responses(400, 401, 409, 422, 429),
     )
-    async def update_me(payload: UserUpdateMe, user: CurrentUser, session: Session) -> Any:
-        """Change your display name (`null` clears it)."""
+    async def update_me(
+        payload: UserUpdateMe, request: Request, user: CurrentUser, session: Session
+    ) -> Any:
+        """Change your display name (`null` clears it) or your email address.
+
+        A new `email` needs `current_password` (400 if wrong, like a password change; these
+        attempts count against AUTH_PASSWORD_RATE_LIMIT), is 409 if another account has it,
+        makes the account unverified and mails a verification link to the new address.
+        """
         session.add(user)  # kit.current_user is detached
-        if "full_name" in payload.model_fields_set:
-            user.full_name = payload.full_name
+        fields = payload.model_fields_set
+        if payload.email is not None:
+            # Each attempt verifies a password: limit them like password changes.
+            state = await kit.rate_limits.hit("password", password_limit_item, str(user.id))
+            raise_if_refused(state)
+        old_email = user.email
+        email_changed = await service.update_own_account(
+            session,
+            user=user,
+            hasher=kit.password_hasher,
+            full_name=payload.full_name,
+            clear_full_name="full_name" in fields and payload.full_name is None,
+            new_email=payload.email,
+            current_password=payload.current_password,
+        )
+        if email_changed:
+            record_event(
+                session,
+                event_type=EventType.EMAIL_CHANGED,
+                origin=origin_of(request, settings.trusted_proxies),
+                now=kit.clock(),
+                user_id=user.id,
+                email=old_email,
+            )
         await session.commit()
+        if email_changed:
+            kit.background.spawn(
+                mail_verification(kit, email=user.email, request=request),
+                name="verification mail",
+            )
         return user
 
     @router.post(

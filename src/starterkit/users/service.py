@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from email_validator import EmailNotValidError, validate_email
+from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -38,6 +38,27 @@ def normalize_email(email: str) -> str:
     except EmailNotValidError as error:
         raise InvalidRequest(f"The email address is not valid: {error}") from None
     return normalized.lower()
+
+
+def normalize_lookup_email(email: str) -> str:
+    """Like :func:`normalize_email`, but also pass an address at a special-use domain.
+
+    For addresses that are only looked up (forgot-password, request-verify): no account can
+    have one at ``.test``, ``.local`` and the like, since registration refuses them, and those
+    endpoints answer an unknown address exactly like a known one.
+
+    Raises:
+        InvalidRequest: the address is not syntactically valid.
+    """
+    try:
+        return normalize_email(email)
+    except InvalidRequest:
+        local, at, domain = email.strip().rpartition("@")
+        top_label = domain.rstrip(".").rsplit(".", 1)[-1].lower()
+        if not at or top_label not in SPECIAL_USE_DOMAIN_NAMES:
+            raise
+        normalize_email(f"{local}@example.com")  # the part before the @ must still be valid
+        return email.strip().lower()
 
 
 async def get_user_by_email(session: AsyncSession, email: str) -> User | None:
@@ -106,6 +127,55 @@ async def list_users(session: AsyncSession, *, limit: int, offset: int) -> tuple
     total = await session.scalar(select(func.count()).select_from(User))
     result = await session.execute(select(User).order_by(User.id).limit(limit).offset(offset))
     return list(result.scalars()), int(total or 0)
+
+
+async def update_own_account(
+    session: AsyncSession,
+    *,
+    user: User,
+    hasher: PasswordHasher,
+    full_name: str | None = None,
+    clear_full_name: bool = False,
+    new_email: str | None = None,
+    current_password: str | None = None,
+) -> bool:
+    """Apply a user's changes to their own account and flush them.
+
+    A new email needs the current password and makes the account unverified (the new
+    address has not been shown to be theirs). Giving the current email again changes nothing.
+
+    Returns:
+        Whether the email changed.
+
+    Raises:
+        WrongPassword: a new email came with a wrong ``current_password``.
+        InvalidRequest: a new email came without ``current_password``, or is not valid.
+        EmailTaken: another account has the new email, also when it took it concurrently
+            (the session must then be rolled back).
+        InvalidToken: the account was deleted by a concurrent request meanwhile (the flush
+            would otherwise fail with SQLAlchemy's StaleDataError, a 500).
+    """
+    if full_name is not None or clear_full_name:
+        user.full_name = full_name
+    email_changed = False
+    if new_email is not None:
+        if current_password is None:
+            raise InvalidRequest("current_password is required to change the email address.")
+        ok, _ = await hasher.verify_and_update(current_password, user.hashed_password)
+        if not ok:
+            raise WrongPassword
+        normalized = normalize_email(new_email)
+        if normalized != user.email:
+            if await get_user_by_email(session, normalized) is not None:
+                raise EmailTaken
+            user.email = normalized
+            user.is_verified = False
+            email_changed = True
+    try:
+        await _flush_unless_deleted(session, InvalidToken())
+    except IntegrityError:
+        raise EmailTaken from None  # lost a race with another account taking this email
+    return email_changed
 
 
 async def change_password(

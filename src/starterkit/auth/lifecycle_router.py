@@ -1,0 +1,178 @@
+"""``/auth`` routes of the account lifecycle: forgot/reset password and email verification.
+
+:func:`build_auth_router` includes these. No ``from __future__ import annotations`` here:
+FastAPI reads these annotations at runtime.
+"""
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from starterkit.auth import lifecycle
+from starterkit.auth.events import EventType, Origin, record_event
+from starterkit.auth.lifecycle_mail import mail_password_reset, mail_verification
+from starterkit.auth.schemas import Accepted, EmailRequest, ResetPasswordRequest, VerifyRequest
+from starterkit.clientip import client_ip
+from starterkit.ratelimit import limit_per_client, parse_limit, raise_if_refused
+from starterkit.schemas import error_responses
+from starterkit.users.schemas import UserRead
+
+if TYPE_CHECKING:
+    from starterkit.app import StarterKit
+
+RESET_ACCEPTED = Accepted(
+    detail="If an active account has this email address, a link to reset its password is on "
+    "its way."
+)
+VERIFY_ACCEPTED = Accepted(
+    detail="If an unverified account has this email address, a link to verify it is on its way."
+)
+
+
+def origin_of(request: Request, trusted_proxies: Sequence[str]) -> Origin:
+    """The client IP and user agent of a request, for the audit log.
+
+    The same as ``starterkit.auth.router.origin_of``, which this module cannot import: that
+    router includes this one.
+    """
+    return Origin(
+        ip=client_ip(request, trusted_proxies), user_agent=request.headers.get("user-agent")
+    )
+
+
+def build_lifecycle_router(kit: "StarterKit") -> APIRouter:
+    """The forgot-password, reset-password, request-verify and verify routes of ``kit``."""
+    router = APIRouter()
+    Session = Annotated[AsyncSession, Depends(kit.db_session)]
+    settings = kit.settings
+    forgot_limit = Depends(
+        limit_per_client(kit, "forgot-password", settings.auth_forgot_password_rate_limit)
+    )
+    request_verify_limit = Depends(
+        limit_per_client(kit, "request-verify", settings.auth_request_verify_rate_limit)
+    )
+    # Reset and verify share one counter: both redeem a mailed token.
+    redeem_limit = Depends(
+        limit_per_client(kit, "redeem-token", settings.auth_redeem_token_rate_limit)
+    )
+    mail_account_limit = parse_limit(settings.auth_mail_account_rate_limit)
+
+    async def count_mail_for(email: str) -> None:
+        # Keyed by the address typed, existing or not, so a 429 reveals nothing either.
+        raise_if_refused(await kit.rate_limits.hit("mail-account", mail_account_limit, email))
+
+    @router.post(
+        "/forgot-password",
+        name="auth:forgot_password",
+        status_code=202,
+        response_model=Accepted,
+        dependencies=[forgot_limit],
+        responses=error_responses(422, 429),
+    )
+    async def forgot_password(payload: EmailRequest, request: Request) -> Accepted:
+        """Mail a password-reset link to the account with this email, if there is one.
+
+        Always 202 with the same body, and about as fast, whether or not the account exists:
+        the look-up and the mail happen in the background. The link is valid for
+        PASSWORD_RESET_TOKEN_MINUTES, once. Limited per client IP and per email address.
+        """
+        await count_mail_for(payload.email)
+        kit.background.spawn(
+            mail_password_reset(
+                kit,
+                email=payload.email,
+                origin=origin_of(request, settings.trusted_proxies),
+                request=request,
+            ),
+            name="password-reset mail",
+        )
+        return RESET_ACCEPTED
+
+    @router.post(
+        "/reset-password",
+        name="auth:reset_password",
+        response_model=UserRead,
+        dependencies=[redeem_limit],
+        responses=error_responses(400, 422, 429),
+    )
+    async def reset_password(
+        payload: ResetPasswordRequest, request: Request, session: Session
+    ) -> Any:
+        """Choose a new password with the token from a password-reset mail.
+
+        Ends every session and access token of the account, and counts its email as
+        verified. An invalid, expired or used token is 400; a new password that breaks the
+        password rules is 422 (and the token still works).
+        """
+        now = kit.clock()
+        user = await lifecycle.reset_password(
+            session,
+            token=payload.token,
+            new_password=payload.new_password,
+            account_tokens=kit.account_tokens,
+            hasher=kit.password_hasher,
+            password_min_length=settings.password_min_length,
+            now=now,
+        )
+        record_event(
+            session,
+            event_type=EventType.PASSWORD_RESET,
+            origin=origin_of(request, settings.trusted_proxies),
+            now=now,
+            user_id=user.id,
+        )
+        await session.commit()
+        await kit.hooks.fire("on_after_reset_password", user, request)
+        return user
+
+    @router.post(
+        "/request-verify",
+        name="auth:request_verify",
+        status_code=202,
+        response_model=Accepted,
+        dependencies=[request_verify_limit],
+        responses=error_responses(422, 429),
+    )
+    async def request_verify(payload: EmailRequest, request: Request) -> Accepted:
+        """Mail a verification link to the unverified account with this email, if any.
+
+        Always 202 with the same body, like forgot-password. The link is valid for
+        VERIFY_TOKEN_HOURS. Limited per client IP and per email address.
+        """
+        await count_mail_for(payload.email)
+        kit.background.spawn(
+            mail_verification(kit, email=payload.email, request=request),
+            name="verification mail",
+        )
+        return VERIFY_ACCEPTED
+
+    @router.post(
+        "/verify",
+        name="auth:verify",
+        response_model=UserRead,
+        dependencies=[redeem_limit],
+        responses=error_responses(400, 422, 429),
+    )
+    async def verify(payload: VerifyRequest, request: Request, session: Session) -> Any:
+        """Mark the email as verified with the token from a verification mail.
+
+        An invalid or expired token, or one whose email was verified or changed since, is 400.
+        """
+        now = kit.clock()
+        user = await lifecycle.verify_email(
+            session, token=payload.token, account_tokens=kit.account_tokens, now=now
+        )
+        record_event(
+            session,
+            event_type=EventType.EMAIL_VERIFIED,
+            origin=origin_of(request, settings.trusted_proxies),
+            now=now,
+            user_id=user.id,
+        )
+        await session.commit()
+        await kit.hooks.fire("on_after_verify", user, request)
+        return user
+
+    return router
