@@ -1,14 +1,26 @@
-"""The checks behind ``starterkit check``: settings, database, migrations and Redis."""
+"""The checks behind ``starterkit check``: settings, database, migrations and Redis.
+
+Also :func:`unknown_variables`: ``STARTERKIT_*`` variables that no setting reads, which
+pydantic-settings ignores without a word, so a typo would otherwise go unnoticed.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import difflib
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
-from starterkit.settings import Settings
+from starterkit.envfile import read_env_file
+from starterkit.settings import ENV_PREFIX, Settings, env_name
 
-Status = Literal["ok", "fail", "skip"]
+Status = Literal["ok", "warn", "fail", "skip"]
+
+# STARTERKIT_* variables that are not settings: those of starterkit's own test suite and fuzz run.
+NOT_SETTINGS_PREFIXES = ("STARTERKIT_TEST_", "STARTERKIT_FUZZ_")
 
 
 @dataclass(frozen=True)
@@ -20,24 +32,76 @@ class CheckResult:
     detail: str
 
 
+@dataclass(frozen=True)
+class UnknownVariable:
+    """A ``STARTERKIT_*`` variable no setting reads, and the setting it most resembles."""
+
+    name: str
+    closest: str | None
+
+    def __str__(self) -> str:
+        return f"{self.name} (did you mean {self.closest}?)" if self.closest else self.name
+
+
+def unknown_variables(
+    environ: Mapping[str, str] | None = None, env_file: Path = Path(".env")
+) -> list[UnknownVariable]:
+    """The ``STARTERKIT_*`` variables of the environment and ``env_file`` that are no setting.
+
+    Args:
+        environ: the environment to look at; ``os.environ`` when omitted.
+        env_file: the ``.env`` file Settings reads (the one in the working directory).
+    """
+    fields = sorted(field.upper() for field in Settings.model_fields)
+    known = {env_name(field) for field in fields}
+    names = {*(os.environ if environ is None else environ), *read_env_file(env_file)}
+    # pydantic-settings matches names case-insensitively, so the check does too.
+    unknown = [
+        name
+        for name in sorted(names)
+        if name.upper().startswith(ENV_PREFIX)
+        and name.upper() not in known
+        and not name.upper().startswith(NOT_SETTINGS_PREFIXES)
+    ]
+    return [UnknownVariable(name, _closest_variable(name, fields)) for name in unknown]
+
+
+def _closest_variable(name: str, fields: list[str]) -> str | None:
+    # Compared without the prefix that every name shares, which would make anything look close.
+    closest = difflib.get_close_matches(name[len(ENV_PREFIX) :].upper(), fields, n=1)
+    return env_name(closest[0]) if closest else None
+
+
+def describe_unknown(unknown: list[UnknownVariable]) -> str:
+    """One sentence naming each unknown variable and the setting it was probably meant as."""
+    names = ", ".join(map(str, unknown))
+    if len(unknown) == 1:
+        return f"{names} is not a setting and is ignored"
+    return f"{names} are not settings and are ignored"
+
+
 def run_checks(settings: Settings | None = None) -> list[CheckResult]:
     """Run every check; later checks are skipped when the ones they need failed."""
     from pydantic import ValidationError  # noqa: PLC0415
 
     from starterkit.settings import settings_problems  # noqa: PLC0415
 
+    # A typo'd variable often explains a failing check, so it is reported first.
+    unknown = unknown_variables()
+    results = [CheckResult("variables", "warn", describe_unknown(unknown))] if unknown else []
     if settings is None:
         try:
             settings = Settings()
         except ValidationError as error:
             detail = " ".join(settings_problems(error))
             return [
+                *results,
                 CheckResult("settings", "fail", detail),
                 CheckResult("database", "skip", "needs valid settings"),
                 CheckResult("migrations", "skip", "needs valid settings"),
                 CheckResult("redis", "skip", "needs valid settings"),
             ]
-    results = [CheckResult("settings", "ok", f"environment {settings.environment}")]
+    results.append(CheckResult("settings", "ok", f"environment {settings.environment}"))
     database = _check_database(settings)
     results.append(database)
     if database.status == "ok":

@@ -160,6 +160,12 @@ def serve(
     """Serve the API with uvicorn; in development, migrate first and create missing secrets."""
     import uvicorn  # noqa: PLC0415
 
+    from starterkit.checks import describe_unknown, unknown_variables  # noqa: PLC0415
+
+    unknown = unknown_variables()
+    if unknown:
+        # A warning, not an error: the variable may belong to another version or tool.
+        typer.echo(f"Warning: {describe_unknown(unknown)}.", err=True)
     settings = load_settings()
     if settings.environment == "development":
         settings = _ensure_dev_secrets(settings)
@@ -610,7 +616,9 @@ def check() -> None:
     table.add_column("status")
     table.add_column("detail", overflow="fold")
     for result in results:
-        style = {"ok": "green", "fail": "bold red", "skip": "yellow"}[result.status]
+        style = {"ok": "green", "warn": "bold yellow", "fail": "bold red", "skip": "yellow"}[
+            result.status
+        ]
         table.add_row(result.name, f"[{style}]{result.status}[/]", result.detail)
     Console(width=max(100, Console().width)).print(table)
     if any(result.status == "fail" for result in results):
@@ -618,5 +626,18 @@ def check() -> None:
 
 
 def main(argv: list[str] | None = None) -> Any:
-    """Entry point of the ``starterkit`` console script."""
+    """Entry point of the ``starterkit`` console script (and of ``python -m starterkit``)."""
+    put_working_directory_on_path()
     return app(args=argv, prog_name="starterkit")
+
+
+def put_working_directory_on_path() -> None:
+    """Make modules in the current directory importable, as ``python -m`` and uvicorn do.
+
+    A console script's ``sys.path`` starts at the script's own folder, so without this
+    ``STARTERKIT_MODEL_MODULES`` or a ``package:path`` migration location of a project that
+    is not installed would only be found by ``python -m starterkit``.
+    """
+    cwd = str(Path.cwd())
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)

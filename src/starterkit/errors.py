@@ -1,8 +1,9 @@
 """The JSON error envelope ``{"detail", "code", "errors"?}`` and the handlers that produce it.
 
-Every error a starterkit app answers goes through here: HTTP exceptions (unknown route, 405),
-validation errors (422), domain errors from services, database outages (503) and, via the
-request-context middleware, unhandled exceptions (500).
+Every error a starterkit app answers goes through here: HTTP exceptions (unknown route, 405
+with an ``Allow`` that covers every route of the path), validation errors (422, also for JSON
+bodies FastAPI cannot decode), domain errors from services, database outages (503) and, via
+the request-context middleware, unhandled exceptions (500).
 """
 
 from __future__ import annotations
@@ -10,18 +11,20 @@ from __future__ import annotations
 import json
 import logging
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Host, Match, Mount
 
 from starterkit import exceptions as exc
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
+    from starlette.types import Scope
 
 logger = logging.getLogger("starterkit.errors")
 
@@ -67,6 +70,8 @@ _DOMAIN_STATUS: tuple[tuple[type[exc.StarterKitError], int], ...] = (
 INTERNAL_ERROR_DETAIL = "Internal server error."
 UNAVAILABLE_DETAIL = "The service is temporarily unavailable; try again shortly."
 BEARER_CHALLENGE = "Bearer"
+# The methods a 405's Allow header can list, in the order it lists them (RFC 9110 §9.3, 5789).
+STANDARD_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
 
 
 class PayloadTooLarge(HTTPException):
@@ -109,35 +114,134 @@ def _fallback_code(status_code: int) -> ErrorCode:
     return ErrorCode.INTERNAL_ERROR if status_code >= 500 else ErrorCode.BAD_REQUEST
 
 
-async def http_exception_handler(_request: Request, error: Exception) -> Response:
+async def http_exception_handler(request: Request, error: Exception) -> Response:
     """Starlette/FastAPI ``HTTPException``: unknown routes, 405, 413 and explicit raises."""
     assert isinstance(error, HTTPException)  # noqa: S101 - registered for this type only
+    body_problem = _undecodable_body_problem(error)
+    if body_problem is not None:
+        return validation_error_response(
+            [{"loc": ["body"], "msg": body_problem, "type": "json_invalid"}]
+        )
+    headers = dict(error.headers or {})
+    if error.status_code == 405:
+        allowed = allowed_methods(request.scope)
+        # Only a 405 of the router is corrected; one an endpoint raised itself keeps its Allow.
+        if allowed and request.method not in allowed:
+            headers["Allow"] = ", ".join(allowed)
     # FastAPI's HTTPException allows any JSON detail; the envelope promises a string.
     detail: object = error.detail
     return error_response(
         error.status_code,
         detail if isinstance(detail, str) else json.dumps(detail),
-        headers=error.headers,
+        headers=headers,
     )
 
 
-async def validation_exception_handler(_request: Request, error: Exception) -> Response:
-    """422 with the field errors; the offending input is never echoed back."""
-    raw_errors: Sequence[Any] = getattr(error, "errors", list)()
-    errors = [
-        {
-            "loc": [part if isinstance(part, int) else str(part) for part in item.get("loc", ())],
-            "msg": str(item.get("msg", "")),
-            "type": str(item.get("type", "")),
-        }
-        for item in raw_errors
-    ]
+def _undecodable_body_problem(error: HTTPException) -> str | None:
+    """Why FastAPI could not decode a JSON body, if that is what this 400 is about.
+
+    FastAPI turns a body that is not UTF-8, or JSON nested deeper than Python's recursion
+    limit, into a bare 400 "There was an error parsing the body" that no route documents;
+    both are malformed JSON like any other and get the same 422 as a syntax error.
+    """
+    if error.status_code != 400:
+        return None
+    if isinstance(error.__cause__, UnicodeDecodeError):
+        return "Invalid JSON: the body is not valid UTF-8"
+    if isinstance(error.__cause__, RecursionError):
+        return "Invalid JSON: the body is nested too deeply"
+    return None
+
+
+def allowed_methods(scope: Scope) -> list[str]:
+    """The methods of the resource at the request's path, for a 405's ``Allow`` (RFC 9110).
+
+    Starlette's router answers 405 with the methods of the first route whose path matched,
+    but ``GET /items`` and ``POST /items`` are two routes. So every route of the whole app
+    whose path matches counts, mounted ones included, each with its own methods (HEAD only
+    where the route serves it: Starlette adds it to a ``Route`` with GET, FastAPI does not).
+    When templates overlap, the one with the fewest path parameters names the resource:
+    ``/users/me`` is the ``/me`` route's, not a ``/users/{user_id}`` whose id is "me".
+    Empty when nothing can be found (an opaque mounted app, say).
+    """
+    router = scope.get("router")  # the outermost router: routing sets it once, at the top
+    if router is None:
+        return []
+    matching = list(_routes_at(getattr(router, "routes", []), _probe(scope), mount_parameters=0))
+    if not matching:
+        return []
+    fewest = min(parameters for parameters, _ in matching)
+    allowed = set().union(*(methods for parameters, methods in matching if parameters == fewest))
+    ordered = [method for method in STANDARD_METHODS if method in allowed]
+    return ordered + sorted(allowed.difference(STANDARD_METHODS))
+
+
+def _probe(scope: Scope) -> Scope:
+    """A fresh scope for the request's path as the outermost router saw it.
+
+    Only what routing reads is copied, so trying routes leaves the real request untouched.
+    """
+    return {
+        "type": "http",
+        "method": scope.get("method", "GET"),
+        "path": scope["path"],
+        # Mounts change root_path on the way in; app_root_path keeps the server's.
+        "root_path": scope.get("app_root_path", scope.get("root_path", "")),
+        "headers": scope.get("headers", []),
+        "path_params": {},
+    }
+
+
+def _routes_at(
+    routes: Sequence[Any], scope: Scope, *, mount_parameters: int
+) -> Iterator[tuple[int, frozenset[str]]]:
+    """``(path parameters, methods)`` of every route whose path matches, through mounts."""
+    for route in _flattened(routes):
+        match, child_scope = route.matches(scope)
+        if match is Match.NONE:
+            continue
+        parameters = mount_parameters + str(getattr(route, "path", "")).count("{")
+        if isinstance(getattr(route, "original_route", route), Mount | Host):
+            inner = {**scope, **child_scope}
+            yield from _routes_at(route.routes, inner, mount_parameters=parameters)
+        else:
+            yield parameters, frozenset(route.methods or STANDARD_METHODS)
+
+
+def _flattened(routes: Sequence[Any]) -> Iterable[Any]:
+    """The routes one by one: newer FastAPI keeps an included router as one nested route."""
+    try:
+        from fastapi.routing import iter_route_contexts  # noqa: PLC0415 - newer FastAPI only
+    except ImportError:  # older FastAPI copies included routes into the app's list
+        return routes
+    return iter_route_contexts(routes)
+
+
+def validation_error_response(errors: Sequence[Mapping[str, Any]]) -> Response:
+    """422 with field errors ``{"loc", "msg", "type"}``; ``detail`` names the first one."""
     detail = "The request is invalid."
     if errors:
         first = errors[0]
         where = ".".join(str(part) for part in first["loc"])
         detail = f"Invalid request: {where}: {first['msg']}" if where else str(first["msg"])
     return error_response(422, detail, errors=errors)
+
+
+async def validation_exception_handler(_request: Request, error: Exception) -> Response:
+    """422 with the field errors; the offending input is never echoed back."""
+    raw_errors: Sequence[Any] = getattr(error, "errors", list)()
+    return validation_error_response(
+        [
+            {
+                "loc": [
+                    part if isinstance(part, int) else str(part) for part in item.get("loc", ())
+                ],
+                "msg": str(item.get("msg", "")),
+                "type": str(item.get("type", "")),
+            }
+            for item in raw_errors
+        ]
+    )
 
 
 async def domain_exception_handler(_request: Request, error: Exception) -> Response:

@@ -5,9 +5,15 @@ in the process. When Redis cannot be reached, limits keep working on per-process
 fail open, never 500); a warning is logged once per outage and Redis is tried again after a
 short pause, so recovery is automatic.
 
+A limit setting may hold several windows, ``"10/second;100/minute"``: a request passes only
+if every window has room, and the windows are counted in the order written; the first that
+refuses stops the count, so a refused request has used up room in the windows before it.
+
 Responses of limited routes carry ``X-RateLimit-Limit``, ``X-RateLimit-Remaining`` and
 ``X-RateLimit-Reset`` (Unix time at which the window frees up, as slowapi sends it); a 429
-carries ``Retry-After`` in seconds.
+carries ``Retry-After`` in seconds. With several windows the headers describe one: on a 429
+the window that refused, otherwise the one with the fewest requests left (the first written
+on a tie), so ``Remaining`` never promises more than the request after this one may use.
 """
 
 from __future__ import annotations
@@ -15,12 +21,12 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from fastapi import Depends, Request, Response
-from limits import RateLimitItem, parse
+from limits import RateLimitItem, parse_many
 from limits.aio.storage import MemoryStorage, RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from slowapi import Limiter
@@ -39,6 +45,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger("starterkit.ratelimit")
 
 RETRY_REDIS_AFTER_SECONDS = 5.0
+
+# One limit setting, parsed: its windows in the order written ("10/second;100/minute").
+Windows = tuple[RateLimitItem, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,50 +96,70 @@ class RateLimits:
         self._outage_logged = False
         self.rejections: dict[str, int] = {}
 
-    async def hit(self, name: str, limit: RateLimitItem, *key: str) -> LimitState:
-        """Count one request for ``key`` against ``limit``; ``allowed`` says if it fits."""
-        return await self._check(name, limit, key, consume=True)
+    async def hit(
+        self, name: str, limit: RateLimitItem | Sequence[RateLimitItem], *key: str
+    ) -> LimitState:
+        """Count one request for ``key`` against every window of ``limit``.
 
-    async def peek(self, name: str, limit: RateLimitItem, *key: str) -> LimitState:
+        ``allowed`` says whether all of them had room; the state describes the window that
+        refused, or else the one with the fewest requests left.
+        """
+        return await self._check(name, _windows(limit), key, consume=True)
+
+    async def peek(
+        self, name: str, limit: RateLimitItem | Sequence[RateLimitItem], *key: str
+    ) -> LimitState:
         """Like :meth:`hit`, without counting this request."""
-        return await self._check(name, limit, key, consume=False)
+        return await self._check(name, _windows(limit), key, consume=False)
 
     async def _check(
-        self, name: str, limit: RateLimitItem, key: tuple[str, ...], *, consume: bool
+        self, name: str, windows: Windows, key: tuple[str, ...], *, consume: bool
     ) -> LimitState:
         identifiers = (name, *key)
-        limiter = self._memory
         if self._shared is not None and time.monotonic() >= self._shared_down_until:
             try:
-                return await self._evaluate(self._shared, name, limit, identifiers, consume)
+                state = await self._evaluate(self._shared, windows, identifiers, consume)
             except Exception as error:  # noqa: BLE001 - fall back, never fail open
                 self._shared_failed(error)
-        return await self._evaluate(limiter, name, limit, identifiers, consume)
+            else:
+                if self._outage_logged:
+                    self._outage_logged = False
+                    logger.warning("rate-limit storage (Redis) is reachable again")
+                return self._count_rejection(name, state)
+        return self._count_rejection(
+            name, await self._evaluate(self._memory, windows, identifiers, consume)
+        )
 
+    def _count_rejection(self, name: str, state: LimitState) -> LimitState:
+        if not state.allowed:
+            self.rejections[name] = self.rejections.get(name, 0) + 1
+        return state
+
+    @staticmethod
     async def _evaluate(
-        self,
         limiter: MovingWindowRateLimiter,
-        name: str,
-        limit: RateLimitItem,
+        windows: Windows,
         identifiers: tuple[str, ...],
         consume: bool,
     ) -> LimitState:
-        if consume:
-            allowed = await limiter.hit(limit, *identifiers)
-        else:
-            allowed = await limiter.test(limit, *identifiers)
-        stats = await limiter.get_window_stats(limit, *identifiers)
-        if limiter is self._shared and self._outage_logged:
-            self._outage_logged = False
-            logger.warning("rate-limit storage (Redis) is reachable again")
-        if not allowed:
-            self.rejections[name] = self.rejections.get(name, 0) + 1
-        return LimitState(
-            allowed=allowed,
-            limit=limit.amount,
-            remaining=max(0, stats.remaining),
-            reset_at=stats.reset_time,
-        )
+        states = []
+        for window in windows:
+            if consume:
+                allowed = await limiter.hit(window, *identifiers)
+            else:
+                allowed = await limiter.test(window, *identifiers)
+            stats = await limiter.get_window_stats(window, *identifiers)
+            state = LimitState(
+                allowed=allowed,
+                limit=window.amount,
+                remaining=max(0, stats.remaining),
+                reset_at=stats.reset_time,
+            )
+            if not allowed:
+                return state  # later windows do not count a refused request
+            states.append(state)
+        # min() keeps the first of equals: the window written first wins a tie.
+        return min(states, key=lambda state: state.remaining)
 
     def _shared_failed(self, error: BaseException) -> None:
         self._shared_down_until = time.monotonic() + RETRY_REDIS_AFTER_SECONDS
@@ -142,9 +171,19 @@ class RateLimits:
             )
 
 
-def parse_limit(text: str) -> RateLimitItem:
-    """A limit such as ``"5/minute"`` (Settings already validated it)."""
-    return parse(text)
+def parse_limit(text: str) -> Windows:
+    """Every window of a limit setting such as ``"5/minute"`` or ``"10/second;100/minute"``.
+
+    Settings already validated the text.
+    """
+    return tuple(parse_many(text))
+
+
+def _windows(limit: RateLimitItem | Sequence[RateLimitItem]) -> Windows:
+    windows = (limit,) if isinstance(limit, RateLimitItem) else tuple(limit)
+    if not windows:
+        raise ValueError("a rate limit needs at least one window")
+    return windows
 
 
 def raise_if_refused(state: LimitState) -> None:
@@ -171,7 +210,8 @@ def limit_per_client(kit: StarterKit, name: str, limit_text: str) -> LimitDepend
     Args:
         kit: whose settings (trusted proxies) and storage to use.
         name: names the counter, e.g. ``"login"``; routes with the same name share it.
-        limit_text: e.g. ``"5/minute"``, read from that kit's settings.
+        limit_text: e.g. ``"5/minute"`` or ``"10/second;100/minute"``, read from that kit's
+            settings; every window applies.
     """
     limit = parse_limit(limit_text)
 

@@ -230,6 +230,31 @@ def test_check_passes_with_redis(
     assert "reachable" in result.output
 
 
+@pytest.mark.usefixtures("db_env")
+def test_check_warns_about_unknown_variables_without_failing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert runner.invoke(app, ["migrate"]).exit_code == 0
+    monkeypatch.setenv("STARTERKIT_REDIS_ULR", "redis://cache:6379/0")
+    result = runner.invoke(app, ["check"])
+    assert result.exit_code == 0, result.output
+    assert "warn" in result.output
+    text = " ".join(result.output.split())  # the table wraps long details
+    assert "STARTERKIT_REDIS_ULR (did you mean STARTERKIT_REDIS_URL?)" in text
+
+
+def test_serve_warns_about_unknown_variables_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Production refuses to start here, after the warning that explains why.
+    monkeypatch.setenv("STARTERKIT_ENVIRONMENT", "production")
+    monkeypatch.setenv("STARTERKIT_SECRT_KEY", "x" * 40)
+    result = runner.invoke(app, ["serve"])
+    assert result.exit_code == 1
+    assert result.output.splitlines()[0] == (
+        "Warning: STARTERKIT_SECRT_KEY (did you mean STARTERKIT_SECRET_KEY?) is not a setting "
+        "and is ignored."
+    )
+
+
 def test_check_reports_invalid_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STARTERKIT_DATABASE_URL", "oracle://x")
     result = runner.invoke(app, ["check"])

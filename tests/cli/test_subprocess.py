@@ -147,3 +147,25 @@ def test_new_user_prompts_twice_for_a_hidden_password(tmp_path: Path) -> None:
     assert process.returncode == 0, transcript
     assert "typed in a terminal" not in transcript  # never echoed
     assert "Created user tty@example.com" in transcript
+
+
+def test_console_script_imports_model_modules_from_the_working_directory(
+    tmp_path: Path,
+) -> None:
+    script = Path(sys.executable).with_name("starterkit")
+    if not script.exists():
+        pytest.skip("the starterkit console script is not installed next to this Python")
+    # Importing the module leaves a mark, so the test sees that migrate found it.
+    (tmp_path / "shop_models.py").write_text(
+        "from pathlib import Path\nPath('imported').write_text('shop_models')\n"
+    )
+    env = clean_env(
+        STARTERKIT_DATABASE_URL=f"sqlite:///{tmp_path / 'app.db'}",
+        STARTERKIT_MODEL_MODULES="shop_models",
+    )
+    env.pop("PYTHONPATH", None)
+    result = subprocess.run(
+        [str(script), "migrate"], env=env, cwd=tmp_path, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "imported").read_text() == "shop_models"

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import httpx
 import pytest
-from fastapi import Body, FastAPI
+from fastapi import APIRouter, Body, FastAPI, HTTPException
 from pydantic import BaseModel, Field
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route, Router
 
-from starterkit import Settings, create_app
+from starterkit import Settings, StarterKit, create_app
 from starterkit.exceptions import Conflict, InvalidRequest, NotFound, PermissionDenied
 from tests.conftest import SettingsFactory, app_client
 
@@ -37,6 +40,11 @@ def build_app(settings: Settings) -> FastAPI:
     @app.get("/boom")
     async def boom() -> None:
         raise RuntimeError("secret internals: password=hunter2 SELECT * FROM users")
+
+    @app.post("/archive")
+    async def archive() -> None:
+        # An endpoint that refuses a method itself, with an Allow of its own choosing.
+        raise HTTPException(405, headers={"Allow": "GET"})
 
     @app.get("/domain/{kind}")
     async def domain(kind: str) -> None:
@@ -64,6 +72,10 @@ async def client(make_settings: SettingsFactory) -> AsyncIterator[httpx.AsyncCli
         yield http
 
 
+JSON = {"content-type": "application/json"}
+FORM = "application/x-www-form-urlencoded"
+
+
 def assert_envelope(response: httpx.Response, status: int, code: str) -> dict[str, object]:
     assert response.status_code == status
     assert response.headers["content-type"] == "application/json"
@@ -86,6 +98,66 @@ async def test_wrong_method_is_a_405_envelope_with_allow(client: httpx.AsyncClie
     assert response.headers["allow"] == "GET"
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("OPTIONS", "/api/v1/items", "GET, POST"),
+        ("DELETE", "/api/v1/items", "GET, POST"),
+        ("POST", "/api/v1/items/3", "GET, PUT, PATCH, DELETE"),
+        ("OPTIONS", "/api/v1/users/me", "GET, PATCH"),
+        ("PUT", "/api/v1/users/7", "GET, PATCH, DELETE"),
+        ("OPTIONS", "/api/v1/users", "GET, POST"),
+        # Starlette's own routes serve HEAD with GET; FastAPI's do not.
+        ("POST", "/docs", "GET, HEAD"),
+    ],
+)
+async def test_allow_of_a_405_lists_every_method_of_the_resource(
+    client: httpx.AsyncClient, method: str, path: str, allow: str
+) -> None:
+    # Found by the fuzzer: OPTIONS /api/v1/items answered `Allow: POST`, the methods of the
+    # first route whose path matched, though GET /api/v1/items is served too.
+    response = await client.request(method, path)
+    assert_envelope(response, 405, "method_not_allowed")
+    assert response.headers["allow"] == allow
+
+
+async def test_a_405_an_endpoint_raises_keeps_its_own_allow(client: httpx.AsyncClient) -> None:
+    response = await client.post("/archive")
+    assert_envelope(response, 405, "method_not_allowed")
+    assert response.headers["allow"] == "GET"
+
+
+async def test_allow_of_a_405_counts_included_and_mounted_routers(
+    make_settings: SettingsFactory,
+) -> None:
+    kit = StarterKit(make_settings())
+    app = FastAPI(lifespan=kit.lifespan)
+    kit.install(app)
+
+    async def plain(_request: Request) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    # Routers included into routers, and a Starlette router mounted under a prefix.
+    inner, outer = APIRouter(), APIRouter()
+    inner.add_api_route("/reports", plain, methods=["GET"])
+    outer.include_router(inner, prefix="/v2")
+    outer.add_api_route("/v2/reports", plain, methods=["PUT"])
+    app.include_router(outer, prefix="/shop")
+    app.mount(
+        "/legacy",
+        Router(
+            [Route("/things", plain, methods=["GET"]), Route("/things", plain, methods=["POST"])]
+        ),
+    )
+    async with app_client(app) as client:
+        included = await client.delete("/shop/v2/reports")
+        mounted = await client.delete("/legacy/things")
+    assert_envelope(included, 405, "method_not_allowed")
+    assert included.headers["allow"] == "GET, PUT"
+    assert_envelope(mounted, 405, "method_not_allowed")
+    assert mounted.headers["allow"] == "GET, HEAD, POST"
+
+
 async def test_validation_error_lists_fields_without_echoing_input(
     client: httpx.AsyncClient,
 ) -> None:
@@ -106,6 +178,68 @@ async def test_malformed_json_is_a_422(client: httpx.AsyncClient) -> None:
         "/signup", content=b'{"email": ', headers={"content-type": "application/json"}
     )
     assert_envelope(response, 422, "validation_error")
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/signup"),
+        ("POST", "/api/v1/users"),
+        ("PATCH", "/api/v1/users/me"),
+        ("POST", "/api/v1/auth/refresh"),
+        ("POST", "/api/v1/auth/logout"),
+        ("POST", "/api/v1/auth/login"),
+    ],
+)
+async def test_a_json_body_that_is_not_utf8_is_a_422(
+    client: httpx.AsyncClient, method: str, path: str
+) -> None:
+    # Found by the fuzzer: b"\xff" as application/json answered FastAPI's undocumented 400
+    # "There was an error parsing the body".
+    response = await client.request(
+        method, path, content=b'{"refresh_token": "\xff"}', headers=JSON
+    )
+    assert_envelope(response, 422, "validation_error")
+    errors: list[dict[str, Any]] = response.json()["errors"]
+    [error] = errors
+    assert error["loc"] == ["body"]
+    assert error["type"] == "json_invalid"
+    # The login route parses its body itself, with pydantic's wording.
+    assert error["msg"].startswith("Invalid JSON: ")
+
+
+async def test_json_nested_too_deeply_is_a_422(client: httpx.AsyncClient) -> None:
+    # Deeper than Python's recursion limit, which FastAPI also answered with a bare 400.
+    response = await client.post("/api/v1/users", content=b"[" * 2000, headers=JSON)
+    body = assert_envelope(response, 422, "validation_error")
+    assert body["errors"] == [
+        {
+            "loc": ["body"],
+            "msg": "Invalid JSON: the body is nested too deeply",
+            "type": "json_invalid",
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    ("path", "content", "content_type", "loc"),
+    [
+        ("/api/v1/users", b'{"email": "a@example.com", "pass', "application/json", "body"),
+        ("/api/v1/auth/refresh", b"", "application/json", "body"),
+        ("/api/v1/auth/login", b'{"email": ', "application/json", "body"),
+        ("/api/v1/auth/login", b"username=\xff&password=\xfe", FORM, "body.username"),
+        ("/api/v1/auth/login", b"username=a%40example.com", FORM, "body.password"),
+        ("/api/v1/auth/login", b"%%%", FORM, "body.username"),
+    ],
+)
+async def test_other_malformed_bodies_stay_422(
+    client: httpx.AsyncClient, path: str, content: bytes, content_type: str, loc: str
+) -> None:
+    response = await client.post(path, content=content, headers={"content-type": content_type})
+    assert_envelope(response, 422, "validation_error")
+    errors: list[dict[str, Any]] = response.json()["errors"]
+    locs = [".".join(map(str, error["loc"])) for error in errors]
+    assert any(found.startswith(loc) for found in locs), locs
 
 
 async def test_lone_surrogates_and_nul_bytes_never_give_a_500(client: httpx.AsyncClient) -> None:

@@ -113,6 +113,23 @@ async def test_refresh_register_and_password_change_are_limited(
         assert_limited(await client.post(f"{API}/users/me/password", json=wrong, headers=headers))
 
 
+async def test_every_window_of_a_multi_window_limit_applies(
+    limited_settings: SettingsFactory,
+) -> None:
+    # Before, only the first window ("5/minute") was applied and the hour never filled up.
+    settings = limited_settings(auth_register_rate_limit="5/minute;2/hour")
+    async with app_client(create_app(settings)) as client:
+        first = await register(client, "one@example.com")
+        assert first.status_code == 201
+        # The headers describe the window with the fewest requests left: the hour.
+        assert first.headers["x-ratelimit-limit"] == "2"
+        assert first.headers["x-ratelimit-remaining"] == "1"
+        assert (await register(client, "two@example.com")).status_code == 201
+        refused = await register(client, "three@example.com")
+        assert_limited(refused)
+        assert refused.headers["x-ratelimit-limit"] == "2"
+
+
 async def test_each_app_reads_its_own_limits(limited_settings: SettingsFactory) -> None:
     strict = create_app(limited_settings(auth_login_rate_limit="1/minute"))
     lenient = create_app(limited_settings(auth_login_rate_limit="50/minute"))

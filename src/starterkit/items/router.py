@@ -114,7 +114,7 @@ def build_items_router(kit: "StarterKit", *, tags: Sequence[str] = ("items",)) -
         name="items:create",
         status_code=201,
         response_model=ItemRead,
-        responses=error_responses(400, 401, 422),
+        responses=error_responses(401, 422),
     )
     async def create_item(payload: ItemCreate, user: CurrentUser, session: Session) -> Any:
         """Create an item owned by the caller."""
@@ -191,7 +191,7 @@ def build_items_router(kit: "StarterKit", *, tags: Sequence[str] = ("items",)) -
         "/{item_id}",
         name="items:replace",
         response_model=ItemRead,
-        responses=error_responses(400, 401, 404, 422),
+        responses=error_responses(401, 404, 422),
     )
     async def replace_item(
         item_id: ItemId, payload: ItemCreate, user: CurrentUser, session: Session
@@ -212,7 +212,7 @@ def build_items_router(kit: "StarterKit", *, tags: Sequence[str] = ("items",)) -
         "/{item_id}",
         name="items:update",
         response_model=ItemRead,
-        responses=error_responses(400, 401, 404, 422),
+        responses=error_responses(401, 404, 422),
     )
     async def update_item(
         item_id: ItemId, payload: ItemPatch, user: CurrentUser, session: Session

@@ -1,0 +1,54 @@
+"""STARTERKIT_* variables that no setting reads are found, with the setting they resemble."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from starterkit.checks import UnknownVariable, describe_unknown, unknown_variables
+
+
+def test_a_typo_is_found_with_the_setting_it_resembles(tmp_path: Path) -> None:
+    environ = {
+        "STARTERKIT_DATABSE_URL": "postgresql://db/app",
+        "STARTERKIT_DATABASE_URL": "sqlite:///x.db",
+        "starterkit_redis_url": "",  # names are matched case-insensitively, like Settings does
+        "Starterkit_Cache_TTL": "5",  # and reported as written
+        "PATH": "/usr/bin",
+    }
+    assert unknown_variables(environ, tmp_path / ".env") == [
+        UnknownVariable("STARTERKIT_DATABSE_URL", "STARTERKIT_DATABASE_URL"),
+        UnknownVariable("Starterkit_Cache_TTL", "STARTERKIT_CACHE_TTL_SECONDS"),
+    ]
+
+
+def test_the_env_file_is_checked_too(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("STARTERKIT_SECRET_KEY=x\nexport STARTERKIT_REFRESH_SECRET=y\nOTHER=1\n")
+    assert unknown_variables({}, env_file) == [
+        UnknownVariable("STARTERKIT_REFRESH_SECRET", "STARTERKIT_REFRESH_TOKEN_SECRET")
+    ]
+
+
+def test_a_name_like_no_setting_gets_no_suggestion(tmp_path: Path) -> None:
+    found = unknown_variables({"STARTERKIT_XYZZY": "1"}, tmp_path / ".env")
+    assert found == [UnknownVariable("STARTERKIT_XYZZY", None)]
+    assert describe_unknown(found) == "STARTERKIT_XYZZY is not a setting and is ignored"
+
+
+def test_variables_of_the_test_suite_and_fuzz_run_are_not_reported(tmp_path: Path) -> None:
+    environ = {
+        "STARTERKIT_TEST_DATABASE_URL": "postgresql://postgres@127.0.0.1/test",
+        "STARTERKIT_FUZZ_BASE_URL": "http://127.0.0.1:8000",
+    }
+    assert unknown_variables(environ, tmp_path / ".env") == []
+
+
+def test_several_are_described_in_one_sentence() -> None:
+    found = [
+        UnknownVariable("STARTERKIT_DATABSE_URL", "STARTERKIT_DATABASE_URL"),
+        UnknownVariable("STARTERKIT_XYZZY", None),
+    ]
+    assert describe_unknown(found) == (
+        "STARTERKIT_DATABSE_URL (did you mean STARTERKIT_DATABASE_URL?), STARTERKIT_XYZZY "
+        "are not settings and are ignored"
+    )
