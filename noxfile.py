@@ -166,6 +166,18 @@ def fuzz(session: nox.Session, database: str) -> None:
 
 
 @nox.session(python=PYTHONS[0], default=False)
+def bench(session: nox.Session) -> None:
+    """benchmarks/run.py: starterkit's throughput against a bare FastAPI floor (needs wrk).
+
+    Not a default session and not part of CI: it prints figures and asserts nothing.
+    ``nox -s bench -- --database postgresql --backend redis`` passes options on; see
+    docs/performance.md.
+    """
+    install_dev(session)
+    session.run("python", "benchmarks/run.py", *session.posargs)
+
+
+@nox.session(python=PYTHONS[0], default=False)
 def audit(session: nox.Session) -> None:
     """pip-audit of the installed dependencies against the PyPI/OSV advisory databases.
 

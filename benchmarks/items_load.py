@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -35,6 +34,7 @@ from sqlalchemy import insert
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.support.processes import free_port, wait_until_healthy
 
+from benchmarks.wrk_runner import request_script, run_wrk
 from starterkit import Settings, StarterKit
 from starterkit.db import migrate
 from starterkit.db.models import Item
@@ -103,36 +103,47 @@ def token_for(base_url: str, email: str) -> str:
 
 
 def wrk(url: str, token: str, seconds: float, connections: int) -> float:
-    output = subprocess.run(
-        [  # noqa: S607 - wrk from Debian's packages, found on PATH
-            "wrk",
-            "-t1",
-            f"-c{connections}",
-            f"-d{max(1, round(seconds))}s",
-            "-H",
-            f"Authorization: Bearer {token}",
+    script = request_script(headers={"Authorization": f"Bearer {token}"})
+    with tempfile.TemporaryDirectory() as folder:
+        result = run_wrk(
             url,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    if "Non-2xx" in output:
-        raise RuntimeError(output)
-    match = re.search(r"Requests/sec:\s+([\d.]+)", output)
-    assert match, output
-    return float(match.group(1))
+            script,
+            folder=Path(folder),
+            connections=connections,
+            seconds=max(1, round(seconds)),
+        )
+    if result.non2xx or result.errors:
+        raise RuntimeError(f"{result.non2xx} non-2xx responses, {result.errors} socket errors")
+    return result.rate
 
 
 def latency(url: str, token: str, n: int = 200) -> tuple[float, float]:
+    p50, p99, _ = latency_samples(url, token, n)
+    return p50, p99
+
+
+def latency_samples(url: str, token: str, n: int = 200) -> tuple[float, float, list[float]]:
+    """p50 and p99 in ms of ``n`` sequential GETs of ``url``, and the samples."""
     samples = []
     with httpx.Client(headers={"Authorization": f"Bearer {token}"}) as client:
+        client.get(url).raise_for_status()  # connect first: only requests are timed
         for _ in range(n):
             start = time.perf_counter()
             client.get(url).raise_for_status()
             samples.append((time.perf_counter() - start) * 1000)
-    samples.sort()
-    return statistics.median(samples), samples[int(0.99 * (len(samples) - 1))]
+    ordered = sorted(samples)
+    return statistics.median(ordered), ordered[int(0.99 * (len(ordered) - 1))], samples
+
+
+def keyset_page_url(base_url: str, token: str, count: int) -> str:
+    """The URL of a keyset page in the middle of a list of ``count`` items."""
+    first = httpx.get(
+        f"{base_url}/api/v1/items?limit=20&offset={count // 2}",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    first.raise_for_status()
+    cursor = first.json()["next_cursor"]
+    return f"{base_url}/api/v1/items?limit=20&cursor={cursor}"
 
 
 def main() -> None:
@@ -162,14 +173,9 @@ def main() -> None:
         with server(folder, cache_ttl_seconds="0", **common) as base_url:
             for email, count in (("small@example.com", 1_000), ("large@example.com", 100_000)):
                 token = token_for(base_url, email)
-                first = httpx.get(
-                    f"{base_url}/api/v1/items?limit=20&offset={count // 2}",
-                    headers={"Authorization": f"Bearer {token}"},
-                ).json()
-                cursor = first["next_cursor"]
                 for kind, target in (
                     ("offset page 1 (with count)", f"{base_url}/api/v1/items?limit=20"),
-                    ("keyset page mid-list", f"{base_url}/api/v1/items?limit=20&cursor={cursor}"),
+                    ("keyset page mid-list", keyset_page_url(base_url, token, count)),
                 ):
                     p50, p99 = latency(target, token)
                     print(f"{count:>7,} items, {kind:<28} p50={p50:6.2f} ms  p99={p99:6.2f} ms")

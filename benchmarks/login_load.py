@@ -1,11 +1,13 @@
 """Login latency, and how much concurrent logins slow other requests.
 
-Starts ``starterkit serve`` (one worker, SQLite, fresh folder) on loopback, then prints:
+Starts ``starterkit serve`` (one worker, SQLite, fresh folder, login rate limit raised so the
+load is not throttled) on loopback, then prints:
 
 - login latency (p50/p99 over sequential logins);
 - p50/p99 of ``GET /api/v1/health/live`` alone, and while 4 clients log in nonstop.
 
 Usage: ``python benchmarks/login_load.py [--seconds 5]``. Prints figures; asserts nothing.
+``benchmarks/run.py`` imports :func:`measure_login_load` for its health-under-login section.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -26,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.support.processes import free_port, wait_until_healthy
 
 EMAIL, PASSWORD = "bench@example.com", "a benchmark passphrase"
+UNTHROTTLED = "1000000/minute"
 
 
 def percentile(samples: list[float], q: float) -> float:
@@ -41,6 +45,21 @@ def describe(name: str, samples: list[float]) -> str:
     )
 
 
+@dataclass(frozen=True)
+class LoginLoad:
+    """Latencies in seconds: health probes idle and under login load, and the logins."""
+
+    idle: list[float]
+    loaded: list[float]
+    logins_during_load: int
+    seconds: float
+
+    @property
+    def p99_ratio(self) -> float:
+        """p99 of the probe under load over its p99 when idle."""
+        return percentile(self.loaded, 0.99) / percentile(self.idle, 0.99)
+
+
 async def probe(client: httpx.AsyncClient, seconds: float) -> list[float]:
     samples = []
     deadline = time.perf_counter() + seconds
@@ -53,15 +72,40 @@ async def probe(client: httpx.AsyncClient, seconds: float) -> list[float]:
     return samples
 
 
-async def login_forever(client: httpx.AsyncClient, stop: asyncio.Event) -> int:
+async def login(client: httpx.AsyncClient, email: str, password: str) -> None:
+    response = await client.post("/api/v1/auth/login", json={"email": email, "password": password})
+    assert response.status_code == 200, response.text
+
+
+async def login_forever(
+    client: httpx.AsyncClient, stop: asyncio.Event, email: str, password: str
+) -> int:
     count = 0
     while not stop.is_set():
-        response = await client.post(
-            "/api/v1/auth/login", json={"email": EMAIL, "password": PASSWORD}
-        )
-        assert response.status_code == 200, response.text
+        await login(client, email, password)
         count += 1
     return count
+
+
+async def measure_login_load(
+    base_url: str, *, email: str, password: str, seconds: float, clients: int = 4
+) -> LoginLoad:
+    """Probe ``/health/live`` for ``seconds`` idle, then as long with ``clients`` logging in.
+
+    The server's login rate limit must allow the load (``AUTH_LOGIN_RATE_LIMIT``).
+    """
+    async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+        idle = await probe(client, seconds)
+        stop = asyncio.Event()
+        async with httpx.AsyncClient(base_url=base_url, timeout=30) as loaders:
+            workers = [
+                asyncio.create_task(login_forever(loaders, stop, email, password))
+                for _ in range(clients)
+            ]
+            loaded = await probe(client, seconds)
+            stop.set()
+            done = sum(await asyncio.gather(*workers))
+    return LoginLoad(idle, loaded, done, seconds)
 
 
 async def run(base_url: str, seconds: float) -> None:
@@ -71,22 +115,14 @@ async def run(base_url: str, seconds: float) -> None:
         logins = []
         for _ in range(50):
             start = time.perf_counter()
-            response = await client.post(
-                "/api/v1/auth/login", json={"email": EMAIL, "password": PASSWORD}
-            )
+            await login(client, EMAIL, PASSWORD)
             logins.append(time.perf_counter() - start)
-            assert response.status_code == 200
         print(describe("POST /auth/login (sequential)", logins))
-
-        print(describe("GET /health/live, idle server", await probe(client, seconds)))
-        stop = asyncio.Event()
-        async with httpx.AsyncClient(base_url=base_url, timeout=30) as loaders:
-            workers = [asyncio.create_task(login_forever(loaders, stop)) for _ in range(4)]
-            loaded = await probe(client, seconds)
-            stop.set()
-            done = sum(await asyncio.gather(*workers))
-        print(describe("GET /health/live, 4 clients logging in", loaded))
-        print(f"{'logins completed during the load':<44} {done} ({done / seconds:.1f}/s)")
+    result = await measure_login_load(base_url, email=EMAIL, password=PASSWORD, seconds=seconds)
+    print(describe("GET /health/live, idle server", result.idle))
+    print(describe("GET /health/live, 4 clients logging in", result.loaded))
+    done = result.logins_during_load
+    print(f"{'logins completed during the load':<44} {done} ({done / seconds:.1f}/s)")
 
 
 def main() -> None:
@@ -96,6 +132,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("STARTERKIT_")}
+        env["STARTERKIT_AUTH_LOGIN_RATE_LIMIT"] = UNTHROTTLED
         server = subprocess.Popen(
             [sys.executable, "-m", "starterkit", "serve", "--port", str(port)],
             cwd=folder,
