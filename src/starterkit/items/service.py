@@ -140,9 +140,9 @@ async def list_items_page(
     visible = _visible_to(user)
     count = select(func.count()).select_from(visible.subquery())
     query = _newest_first(visible.add_columns(count.scalar_subquery().label("total")))
-    rows = (await session.execute(query.limit(limit).offset(offset))).tuples().all()
+    rows = (await session.execute(query.limit(limit).offset(offset))).all()
     if rows:
-        return [item for item, _ in rows], int(rows[0][1])
+        return [row[0] for row in rows], int(rows[0][1])
     return [], (int(await session.scalar(count) or 0) if offset else 0)
 
 
