@@ -64,3 +64,14 @@ def create_engine(settings: Settings) -> AsyncEngine:
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     """Session factory whose objects stay usable after commit (no implicit reloads)."""
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+def create_read_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions for reads of a single statement, which need no transaction around them.
+
+    On PostgreSQL they run in autocommit mode, which saves the BEGIN and ROLLBACK round trips
+    around the one SELECT. SQLite's driver begins no transaction for a SELECT anyway.
+    """
+    if engine.dialect.name == "postgresql":
+        engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+    return create_sessionmaker(engine)

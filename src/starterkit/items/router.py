@@ -163,7 +163,7 @@ def build_items_router(kit: "StarterKit", *, tags: Sequence[str] = ("items",)) -
         route = "items?" + urlencode(sorted(query.items()))
 
         async def render() -> bytes:
-            async with kit.sessionmaker() as session:
+            async with kit.read_sessionmaker() as session:
                 return await render_page(session, user, limit=limit, offset=start, cursor=position)
 
         return await cached_read(request, user, route, render)
@@ -181,7 +181,7 @@ def build_items_router(kit: "StarterKit", *, tags: Sequence[str] = ("items",)) -
         """One item. Someone else's is 404, exactly like one that does not exist."""
 
         async def render() -> bytes:
-            async with kit.sessionmaker() as session:
+            async with kit.read_sessionmaker() as session:
                 item = await service.get_item(session, item_id=item_id, user=user)
                 return ItemRead.model_validate(item).model_dump_json().encode()
 
