@@ -6,14 +6,20 @@ it describes is (a failed login is committed on its own before the 401 is sent).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from starterkit.clientip import client_ip
 from starterkit.db.models import USER_AGENT_MAX_LENGTH, AuthEvent
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
 
 
 class EventType(StrEnum):
@@ -44,6 +50,13 @@ class Origin:
 
 
 CLI = Origin(ip=None, user_agent="starterkit-cli")
+
+
+def origin_of(request: Request, trusted_proxies: Sequence[str]) -> Origin:
+    """The client IP (see TRUSTED_PROXIES) and user agent of a request, for the audit log."""
+    return Origin(
+        ip=client_ip(request, trusted_proxies), user_agent=request.headers.get("user-agent")
+    )
 
 
 def record_event(

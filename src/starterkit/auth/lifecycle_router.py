@@ -4,17 +4,15 @@
 FastAPI reads these annotations at runtime.
 """
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from starterkit.auth import lifecycle
-from starterkit.auth.events import EventType, Origin, record_event
+from starterkit.auth.events import EventType, origin_of, record_event
 from starterkit.auth.lifecycle_mail import mail_password_reset, mail_verification
 from starterkit.auth.schemas import Accepted, EmailRequest, ResetPasswordRequest, VerifyRequest
-from starterkit.clientip import client_ip
 from starterkit.ratelimit import limit_per_client, parse_limit, raise_if_refused
 from starterkit.schemas import error_responses
 from starterkit.users.schemas import UserRead
@@ -29,17 +27,6 @@ RESET_ACCEPTED = Accepted(
 VERIFY_ACCEPTED = Accepted(
     detail="If an unverified account has this email address, a link to verify it is on its way."
 )
-
-
-def origin_of(request: Request, trusted_proxies: Sequence[str]) -> Origin:
-    """The client IP and user agent of a request, for the audit log.
-
-    The same as ``starterkit.auth.router.origin_of``, which this module cannot import: that
-    router includes this one.
-    """
-    return Origin(
-        ip=client_ip(request, trusted_proxies), user_agent=request.headers.get("user-agent")
-    )
 
 
 def build_lifecycle_router(kit: "StarterKit") -> APIRouter:

@@ -17,10 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from starterkit.auth import service
 from starterkit.auth.dependencies import claims_of
-from starterkit.auth.events import EventType, Origin, record_event
+from starterkit.auth.events import EventType, origin_of, record_event
 from starterkit.auth.lifecycle_router import build_lifecycle_router
 from starterkit.auth.schemas import LoginRequest, RefreshRequest, SessionRead, TokenPair
-from starterkit.clientip import client_ip
 from starterkit.db.models import User
 from starterkit.exceptions import (
     AuthenticationFailed,
@@ -72,13 +71,6 @@ async def read_login(request: Request) -> LoginRequest:
                 field = "username"
             item["loc"] = ("body", *((field,) if field is not None else ()), *item["loc"][1:])
         raise RequestValidationError(errors) from None
-
-
-def origin_of(request: Request, trusted_proxies: Sequence[str]) -> Origin:
-    """The client IP and user agent of a request, for the audit log."""
-    return Origin(
-        ip=client_ip(request, trusted_proxies), user_agent=request.headers.get("user-agent")
-    )
 
 
 def build_auth_router(kit: "StarterKit", *, tags: Sequence[str] = ("auth",)) -> APIRouter:

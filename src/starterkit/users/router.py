@@ -10,9 +10,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from starterkit.auth.events import EventType, list_events, record_event
+from starterkit.auth.events import EventType, list_events, origin_of, record_event
 from starterkit.auth.lifecycle_mail import mail_verification
-from starterkit.auth.router import origin_of
 from starterkit.db.models import User
 from starterkit.exceptions import InvalidRequest
 from starterkit.ratelimit import limit_per_client, limit_per_user, parse_limit, raise_if_refused
