@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import event
 
 from starterkit import StarterKit, User
 from starterkit.items import service
 from tests.support.auth import API, bearer, login, make_superuser, signed_up
+from tests.support.queries import statements_of
 
 pytestmark = pytest.mark.anyio
 
@@ -268,20 +266,6 @@ async def test_items_created_in_the_same_instant_keep_a_stable_order(
     assert walked == [f"same {n}" for n in reversed(range(7))]
 
 
-@contextmanager
-def count_queries(kit: StarterKit) -> Iterator[list[str]]:
-    statements: list[str] = []
-
-    def record(*args: Any) -> None:
-        statements.append(str(args[2]))
-
-    event.listen(kit.engine.sync_engine, "before_cursor_execute", record)
-    try:
-        yield statements
-    finally:
-        event.remove(kit.engine.sync_engine, "before_cursor_execute", record)
-
-
 async def test_offset_page_is_one_query_and_keyset_page_is_one(
     kit: StarterKit, client: httpx.AsyncClient, alice: dict[str, str]
 ) -> None:
@@ -290,16 +274,16 @@ async def test_offset_page_is_one_query_and_keyset_page_is_one(
     me = (await client.get(f"{API}/users/me", headers=alice)).json()
     async with kit.sessionmaker() as session:
         user = await session.get_one(User, me["id"])
-        with count_queries(kit) as offset_queries:
+        with statements_of(kit) as offset_queries:
             items, total = await service.list_items_page(session, user=user, limit=20, offset=0)
         assert (len(items), total) == (20, 30)
-        with count_queries(kit) as last_page_queries:
+        with statements_of(kit) as last_page_queries:
             last, total = await service.list_items_page(session, user=user, limit=20, offset=20)
         assert (len(last), total) == (10, 30)
-        with count_queries(kit) as past_end_queries:
+        with statements_of(kit) as past_end_queries:
             beyond, total = await service.list_items_page(session, user=user, limit=20, offset=40)
         assert (beyond, total) == ([], 30)
-        with count_queries(kit) as keyset_queries:
+        with statements_of(kit) as keyset_queries:
             page, next_cursor = await service.list_items_after(
                 session, user=user, limit=20, cursor=service.Cursor.after(items[4])
             )

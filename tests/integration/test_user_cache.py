@@ -3,35 +3,20 @@
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import anyio
 import httpx
 import pytest
-from sqlalchemy import event, update
+from sqlalchemy import update
 
 from starterkit import Settings, StarterKit, User
 from starterkit.auth.user_cache import UserCache, sqlite_file_of
 from tests.support.auth import API, PASSWORD, bearer, signed_up
 from tests.support.processes import clean_env, starterkit_command
+from tests.support.queries import statements_of
 
 pytestmark = pytest.mark.anyio
-
-
-@contextmanager
-def statements_of(kit: StarterKit) -> Iterator[list[str]]:
-    statements: list[str] = []
-
-    def record(*args: Any) -> None:
-        statements.append(str(args[2]))
-
-    event.listen(kit.engine.sync_engine, "before_cursor_execute", record)
-    try:
-        yield statements
-    finally:
-        event.remove(kit.engine.sync_engine, "before_cursor_execute", record)
 
 
 async def me(client: httpx.AsyncClient, token: str) -> httpx.Response:

@@ -112,6 +112,20 @@ def build_auth_router(kit: "StarterKit", *, tags: Sequence[str] = ("auth",)) -> 
         account = credentials.email.strip().lower()
         raise_if_refused(await kit.rate_limits.peek("login-account", account_limit, account))
         now = kit.clock()
+
+        async def record_failure(user_id: int | None) -> None:
+            # In a fresh transaction: the failed attempt may have left the session dirty.
+            await session.rollback()
+            record_event(
+                session,
+                event_type=EventType.LOGIN_FAILED,
+                origin=origin,
+                now=now,
+                user_id=user_id,
+                email=account,
+            )
+            await session.commit()
+
         try:
             user = await service.authenticate(
                 session,
@@ -122,16 +136,7 @@ def build_auth_router(kit: "StarterKit", *, tags: Sequence[str] = ("auth",)) -> 
             )
         except EmailNotVerified as refusal:
             # Only said after a correct password, so it reveals nothing to a guesser.
-            await session.rollback()
-            record_event(
-                session,
-                event_type=EventType.LOGIN_FAILED,
-                origin=origin,
-                now=now,
-                user_id=refusal.user_id,
-                email=account,
-            )
-            await session.commit()
+            await record_failure(refusal.user_id)
             raise
         except AuthenticationFailed as failure:
             # Never the typed email (personal data, or a password typed into the wrong field);
@@ -139,16 +144,7 @@ def build_auth_router(kit: "StarterKit", *, tags: Sequence[str] = ("auth",)) -> 
             who = f"user {failure.user_id}" if failure.user_id else "an unknown email"
             logger.info("login failed for %s from %s", who, origin.ip)
             await kit.rate_limits.hit("login-account", account_limit, account)
-            await session.rollback()
-            record_event(
-                session,
-                event_type=EventType.LOGIN_FAILED,
-                origin=origin,
-                now=now,
-                user_id=failure.user_id,
-                email=account,
-            )
-            await session.commit()
+            await record_failure(failure.user_id)
             raise
         issued = await service.start_session(
             session,
