@@ -33,7 +33,7 @@ from starterkit.auth.user_cache import UserCache
 from starterkit.background import BackgroundJobs
 from starterkit.cache import MemoryBackend, RedisBackend, ResponseCache
 from starterkit.db.base import utcnow
-from starterkit.db.engine import create_engine, create_read_sessionmaker, create_sessionmaker
+from starterkit.db.engine import create_engine, create_read_engine, create_sessionmaker
 from starterkit.errors import install_error_handlers
 from starterkit.health import build_health_router
 from starterkit.hooks import Hooks
@@ -90,9 +90,9 @@ class StarterKit:
         self.token_url = token_url or f"{self.settings.api_prefix}/auth/login"
         self.engine = create_engine(self.settings)
         self.sessionmaker = create_sessionmaker(self.engine)
-        # For starterkit's own one-statement reads (the current user, cached item pages).
-        self.read_sessionmaker = create_read_sessionmaker(self.engine)
-        self.user_cache = UserCache(self.settings.database_url, self.read_sessionmaker)
+        # For starterkit's own one-statement reads (the current user, item pages).
+        self.read_engine = create_read_engine(self.settings, self.engine)
+        self.user_cache = UserCache(self.settings.database_url, self.read_engine)
         self.redis: Redis | None = _create_redis(self.settings.redis_url)
         self.password_hasher = PasswordHasher()
         self.hooks = Hooks()
@@ -219,6 +219,8 @@ class StarterKit:
         """
         await self.background.drain()
         await self.engine.dispose()
+        if self.read_engine.pool is not self.engine.pool:
+            await self.read_engine.dispose()
         self.user_cache.close()
         if self.redis is not None:
             await self.redis.aclose()

@@ -111,7 +111,7 @@ async def test_the_current_user_is_detached_and_changes_persist_once_added(
 
 async def test_the_cache_keeps_at_most_max_users(settings: Settings) -> None:
     kit = StarterKit(settings)
-    cache = UserCache(settings.database_url, kit.sessionmaker, max_users=2)
+    cache = UserCache(settings.database_url, kit.read_engine, max_users=2)
     try:
         async with kit.sessionmaker() as session:
             for n in range(3):

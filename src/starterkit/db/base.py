@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -50,6 +51,26 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+    def result_processor(
+        self, dialect: Dialect, coltype: object
+    ) -> Callable[[Any], datetime | None] | None:
+        generic = super().result_processor(dialect, coltype)
+        if dialect.name != "sqlite" or generic is None:
+            return generic
+
+        # SQLite hands back the text SQLAlchemy stored ("2026-01-02 03:04:05.678901", UTC).
+        # Parsing it with the offset appended is one C call; parsing it naive and then
+        # replace(tzinfo=...) costs 7x as much, and a page of items has 40 of them.
+        def process(value: Any) -> datetime | None:
+            if type(value) is str:
+                try:
+                    return datetime.fromisoformat(value + "+00:00")
+                except ValueError:
+                    pass  # another layout, or an offset already there: the general path
+            return generic(value)
+
+        return process
 
 
 def utcnow() -> datetime:

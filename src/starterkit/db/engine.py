@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import StaticPool
 
+from starterkit.db import sqlite_driver
 from starterkit.settings import Settings
 
 
@@ -33,6 +34,12 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
+def _sqlite_module() -> dict[str, Any]:
+    # One thread hand-off per statement instead of four; see sqlite_driver.
+    module = sqlite_driver.dbapi()
+    return {"module": module} if module is not None else {}
+
+
 def create_engine(settings: Settings) -> AsyncEngine:
     """Create the async engine for ``settings.database_url``.
 
@@ -43,6 +50,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
     url = make_url(settings.database_url)
     options: dict[str, Any] = {}
     if url.get_backend_name() == "sqlite":
+        options.update(_sqlite_module())
         if url.database in (None, "", ":memory:"):
             # One shared connection, or every session would see its own empty database.
             options["poolclass"] = StaticPool
@@ -66,12 +74,31 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
 
 
-def create_read_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    """Sessions for reads of a single statement, which need no transaction around them.
+def create_read_engine(settings: Settings, engine: AsyncEngine) -> AsyncEngine:
+    """The engine of starterkit's own one-statement reads, next to ``engine`` (the writes').
 
-    On PostgreSQL they run in autocommit mode, which saves the BEGIN and ROLLBACK round trips
-    around the one SELECT. SQLite's driver begins no transaction for a SELECT anyway.
+    On a SQLite file it is a second engine with a single connection. Each aiosqlite connection
+    is a thread, and every statement hands work to it and back; with several connections busy
+    at once those threads and the event loop fight over the GIL, which costs more than the
+    queries (measured in ``docs/performance.md``). One connection serialises the reads in
+    the event loop instead, and WAL lets them run while a write is in progress. Its sessions
+    must not be held open across other awaits.
+
+    On PostgreSQL it shares ``engine``'s pool but runs in autocommit mode, which saves the
+    BEGIN and ROLLBACK round trips around the one SELECT. In-memory SQLite has one connection
+    anyway, so ``engine`` itself is returned.
     """
-    if engine.dialect.name == "postgresql":
-        engine = engine.execution_options(isolation_level="AUTOCOMMIT")
-    return create_sessionmaker(engine)
+    url = make_url(settings.database_url)
+    if url.get_backend_name() != "sqlite":
+        return engine.execution_options(isolation_level="AUTOCOMMIT")
+    if url.database in (None, "", ":memory:"):
+        return engine
+    reads = create_async_engine(
+        url,
+        pool_size=1,
+        max_overflow=0,
+        pool_timeout=settings.database_pool_timeout,
+        **_sqlite_module(),
+    )
+    event.listen(reads.sync_engine, "connect", _sqlite_on_connect)
+    return reads

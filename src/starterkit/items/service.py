@@ -2,7 +2,12 @@
 
 Ownership is enforced here, not in the router: a user reaches only their own items, a
 superuser every item, and "not yours" is the same :class:`NotFound` as "does not exist".
-Functions take the session first and never commit.
+Functions take the session (or, for reads, a connection) first and never commit.
+
+Reads that only show items (pages, :func:`read_item`) run prepared Core statements and return
+rows (:class:`ItemRow`), not ORM objects: building the statement and building and tracking 20
+``Item`` instances each cost more than the query itself. Changes go through :func:`get_item`
+and the ORM.
 """
 
 from __future__ import annotations
@@ -11,10 +16,10 @@ import base64
 import binascii
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, cast
 
-from sqlalchemy import Select, func, literal, select, tuple_
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import ColumnElement, Select, bindparam, func, select, true, tuple_
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
 from starterkit.db.models import Item, User
@@ -22,6 +27,29 @@ from starterkit.exceptions import InvalidRequest, NotFound
 
 ITEM_NOT_FOUND = "Item not found."
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class ItemRow(Protocol):
+    """An item's columns, read-only: a row of :data:`ITEM_COLUMNS`, or an ``Item``."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def title(self) -> str: ...
+    @property
+    def description(self) -> str | None: ...
+    @property
+    def owner_id(self) -> int: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def updated_at(self) -> datetime: ...
+
+
+ITEM_COLUMNS = tuple(Item.__table__.c)
+
+# The reads run on a plain connection (starterkit's routes) or in a session (your code).
+Reader = AsyncConnection | AsyncSession
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,22 +84,68 @@ class Cursor:
         return cls(created_at=created_at, item_id=item_id)
 
     @classmethod
-    def after(cls, item: Item) -> Cursor:
+    def after(cls, item: ItemRow) -> Cursor:
         """The cursor that continues after ``item``."""
         return cls(created_at=item.created_at, item_id=item.id)
 
 
-_AnySelect = TypeVar("_AnySelect", bound=Select[Any])
 _ONE_MICROSECOND = datetime(1970, 1, 1, 0, 0, 0, 1, tzinfo=UTC) - _EPOCH
+_NEWEST_FIRST = (Item.created_at.desc(), Item.id.desc())
 
 
-def _visible_to(user: User) -> Select[Item]:
-    query = select(Item)
-    return query if user.is_superuser else query.where(Item.owner_id == user.id)
+def _visible_to(user: User) -> ColumnElement[bool]:
+    return true() if user.is_superuser else Item.owner_id == user.id
 
 
-def _newest_first(query: _AnySelect) -> _AnySelect:
-    return query.order_by(Item.created_at.desc(), Item.id.desc())
+@dataclass(frozen=True, slots=True)
+class _ReadStatements:
+    """The read queries for one kind of caller, built once with bind parameters.
+
+    Building a statement and computing its cache key cost about as much as running it on
+    SQLite; built once, SQLAlchemy reuses the compiled SQL and only binds the values.
+    """
+
+    page: Select[Any]  # an offset page with the total in every row
+    count: Select[Any]
+    after: Select[Any]  # a keyset page after (created_at, id)
+    one: Select[Any]
+
+    @classmethod
+    def build(cls, *, superuser: bool) -> _ReadStatements:
+        visible = true() if superuser else Item.owner_id == bindparam("owner_id")
+        count = select(func.count()).select_from(Item).where(visible)
+        total = count.scalar_subquery().label("total")
+        position = tuple_(
+            bindparam("after_created_at", type_=Item.__table__.c.created_at.type),
+            bindparam("after_id", type_=Item.__table__.c.id.type),
+        )
+        rows = select(*ITEM_COLUMNS).where(visible)
+        return cls(
+            page=(
+                select(*ITEM_COLUMNS, total)
+                .where(visible)
+                .order_by(*_NEWEST_FIRST)
+                .limit(bindparam("limit"))
+                .offset(bindparam("offset"))
+            ),
+            count=count,
+            after=(
+                rows.where(tuple_(Item.created_at, Item.id) < position)
+                .order_by(*_NEWEST_FIRST)
+                .limit(bindparam("limit"))
+            ),
+            one=rows.where(Item.id == bindparam("item_id")),
+        )
+
+
+_READS = {
+    False: _ReadStatements.build(superuser=False),
+    True: _ReadStatements.build(superuser=True),
+}
+
+
+def _reads_for(user: User) -> tuple[_ReadStatements, dict[str, Any]]:
+    return _READS[user.is_superuser], {"owner_id": user.id}
 
 
 async def create_item(
@@ -92,15 +166,29 @@ async def create_item(
 
 
 async def get_item(session: AsyncSession, *, item_id: int, user: User) -> Item:
-    """The item, if ``user`` may see it.
+    """The item, if ``user`` may see it, to change or delete.
 
     Raises:
         NotFound: it does not exist or belongs to someone else.
     """
-    item = (await session.execute(_visible_to(user).where(Item.id == item_id))).scalar_one_or_none()
+    query = select(Item).where(Item.id == item_id, _visible_to(user))
+    item = (await session.execute(query)).scalar_one_or_none()
     if item is None:
         raise NotFound(ITEM_NOT_FOUND)
     return item
+
+
+async def read_item(reader: Reader, *, item_id: int, user: User) -> ItemRow:
+    """The item's columns, if ``user`` may see it.
+
+    Raises:
+        NotFound: it does not exist or belongs to someone else.
+    """
+    reads, params = _reads_for(user)
+    row = (await reader.execute(reads.one, {**params, "item_id": item_id})).one_or_none()
+    if row is None:
+        raise NotFound(ITEM_NOT_FOUND)
+    return cast("ItemRow", row)
 
 
 async def update_item(
@@ -129,37 +217,35 @@ async def delete_item(session: AsyncSession, *, item: Item) -> None:
 
 
 async def list_items_page(
-    session: AsyncSession, *, user: User, limit: int, offset: int
-) -> tuple[list[Item], int]:
+    reader: Reader, *, user: User, limit: int, offset: int
+) -> tuple[list[ItemRow], int]:
     """An offset page and the total: one query, or two for a page past the end.
 
     The total rides along as an uncorrelated scalar subquery, which SQLite and PostgreSQL
     evaluate once per statement (from the index, without reading the rows). A window count
     (``count(*) OVER ()``) would instead materialise every matching row before the LIMIT.
     """
-    visible = _visible_to(user)
-    count = select(func.count()).select_from(visible.subquery())
-    query = _newest_first(visible.add_columns(count.scalar_subquery().label("total")))
-    rows = (await session.execute(query.limit(limit).offset(offset))).all()
+    reads, params = _reads_for(user)
+    result = await reader.execute(reads.page, {**params, "limit": limit, "offset": offset})
+    rows = result.all()
     if rows:
-        return [row[0] for row in rows], int(rows[0][1])
-    return [], (int(await session.scalar(count) or 0) if offset else 0)
+        return cast("list[ItemRow]", rows), int(rows[0].total)
+    if not offset:
+        return [], 0
+    return [], int((await reader.execute(reads.count, params)).scalar_one())
 
 
 async def list_items_after(
-    session: AsyncSession, *, user: User, limit: int, cursor: Cursor
-) -> tuple[list[Item], Cursor | None]:
+    reader: Reader, *, user: User, limit: int, cursor: Cursor
+) -> tuple[list[ItemRow], Cursor | None]:
     """A keyset page after ``cursor`` and the cursor of the next page: exactly one query.
 
     The query walks the ``(owner_id, created_at, id)`` index, so its cost does not grow with
     how deep the page is.
     """
-    # Typed literals: the timestamp must be bound exactly as the column stores it.
-    position = tuple_(
-        literal(cursor.created_at, Item.__table__.c.created_at.type),
-        literal(cursor.item_id, Item.__table__.c.id.type),
-    )
-    query = _visible_to(user).where(tuple_(Item.created_at, Item.id) < position)
-    rows = list((await session.execute(_newest_first(query).limit(limit + 1))).scalars())
+    reads, params = _reads_for(user)
+    position = {"after_created_at": cursor.created_at, "after_id": cursor.item_id}
+    result = await reader.execute(reads.after, {**params, **position, "limit": limit + 1})
+    rows = cast("list[ItemRow]", result.all())
     items = rows[:limit]
     return items, Cursor.after(items[-1]) if len(rows) > limit else None
