@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import anyio.to_thread
 import pytest
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect, select, text
+from sqlalchemy import delete, inspect, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -37,7 +37,7 @@ async def test_upgrade_check_downgrade_and_upgrade_again(make_settings: Settings
         await anyio.to_thread.run_sync(migrate.upgrade, settings)
         assert await table_names(kit.engine) >= TABLES
         heads = migrate.head_revisions(settings)
-        assert heads == {"starterkit_0003"}
+        assert heads == {"starterkit_0004"}
         assert await anyio.to_thread.run_sync(migrate.current_revisions, settings) == heads
         # Models and migrations agree (alembic check raises on any difference).
         await anyio.to_thread.run_sync(migrate.check, settings)
@@ -117,6 +117,49 @@ async def test_naive_datetimes_are_refused(settings: Settings) -> None:
             session.add(User(email="n@example.com", hashed_password="x", created_at=naive))
             with pytest.raises(StatementError, match="naive datetime"):
                 await session.commit()
+    finally:
+        await kit.aclose()
+
+
+async def test_on_sqlite_updates_and_deletes_of_users_raise_users_version(
+    make_settings: SettingsFactory,
+) -> None:
+    settings = make_settings()
+    kit = StarterKit(settings)
+
+    async def version() -> int:
+        async with kit.engine.connect() as connection:
+            result = await connection.execute(text("SELECT version FROM users_version"))
+            return int(result.scalar_one())
+
+    try:
+        await anyio.to_thread.run_sync(migrate.upgrade, settings)
+        if not settings.uses_sqlite:
+            assert "users_version" not in await table_names(kit.engine)
+            return
+        async with kit.sessionmaker() as session:
+            session.add_all(
+                [User(email=f"v{n}@example.com", hashed_password="x") for n in range(2)]
+            )
+            await session.commit()
+            assert await version() == 0  # a new user changes no cached row
+            await session.execute(update(User).where(User.id == 1).values(full_name="N"))
+            await session.commit()
+            assert await version() == 1
+            await session.execute(delete(User).where(User.id == 2))
+            await session.commit()
+            assert await version() == 2
+            session.add(Item(title="t", owner_id=1))
+            await session.commit()
+            assert await version() == 2
+
+        await anyio.to_thread.run_sync(migrate.downgrade, settings, "starterkit_0003")
+        assert "users_version" not in await table_names(kit.engine)
+        async with kit.engine.connect() as connection:
+            triggers = await connection.execute(
+                text("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+            )
+            assert triggers.all() == []
     finally:
         await kit.aclose()
 

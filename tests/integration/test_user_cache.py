@@ -1,4 +1,4 @@
-"""The per-process user cache: it saves the query, and any commit anywhere invalidates it."""
+"""The per-process user cache: it saves the query, and any change to a users row invalidates it."""
 
 from __future__ import annotations
 
@@ -48,6 +48,20 @@ async def test_a_repeated_request_reads_the_user_from_the_cache_on_sqlite(
     else:  # PostgreSQL: the user's row, every time
         assert len(statements) == 1, statements
         assert "FROM users" in statements[0]
+
+
+async def test_a_commit_to_other_tables_keeps_the_cached_user(
+    client: httpx.AsyncClient, kit: StarterKit
+) -> None:
+    if not kit.user_cache.enabled:
+        pytest.skip("the cache is off on PostgreSQL")
+    token = (await signed_up(client, "writer@example.com"))["access_token"]
+    assert (await me(client, token)).status_code == 200
+    created = await client.post(f"{API}/items", json={"title": "t"}, headers=bearer(token))
+    assert created.status_code == 201
+    with statements_of(kit) as statements:
+        assert (await me(client, token)).status_code == 200
+    assert statements == []
 
 
 @pytest.mark.parametrize(

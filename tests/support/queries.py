@@ -13,14 +13,23 @@ from starterkit import StarterKit
 
 @contextmanager
 def statements_of(kit: StarterKit) -> Iterator[list[str]]:
-    """Collect the SQL text of every statement ``kit``'s engine executes inside the block."""
+    """Collect the SQL text of every statement ``kit``'s engines execute inside the block.
+
+    That is the engine of sessions and, where it has its own pool (a SQLite file), the engine
+    of starterkit's own reads.
+    """
     statements: list[str] = []
 
     def record(*args: Any) -> None:
         statements.append(str(args[2]))
 
-    event.listen(kit.engine.sync_engine, "before_cursor_execute", record)
+    engines = [kit.engine.sync_engine]
+    if kit.read_engine.pool is not kit.engine.pool:
+        engines.append(kit.read_engine.sync_engine)
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", record)
     try:
         yield statements
     finally:
-        event.remove(kit.engine.sync_engine, "before_cursor_execute", record)
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", record)

@@ -1,16 +1,22 @@
-"""A per-process cache of the signed-in users' rows, valid only while the database is unchanged.
+"""A per-process cache of the signed-in users' rows, valid only while no users row changes.
 
 Every authenticated request needs the caller's current row: deactivation, a bumped token version
 (logout-all, password change) and a lost superuser flag must take effect on the very next
-request. Loading the row costs a query; on SQLite through aiosqlite that is about a millisecond
-of thread hand-offs, which dominates a request like ``GET /users/me``.
+request. Loading the row costs a query, about half a millisecond on SQLite through aiosqlite,
+which would be most of a request like ``GET /users/me``.
 
-On a SQLite file the cache is exact rather than time-based: ``PRAGMA data_version`` on a
-connection of our own changes whenever *any other* connection, in this process or another one
-(a second worker, ``starterkit set-password``, the ``sqlite3`` shell), commits to the file. A
-cached row is used only if that number is still the one read before the row was loaded; any
-commit anywhere drops every entry at once. The pragma reads the WAL index in shared memory and
-takes a few microseconds, so it runs on the event loop.
+On a SQLite file the cache is exact rather than time-based. Migration ``starterkit_0004`` adds
+a one-row table, ``users_version``, whose number triggers raise in the same transaction as any
+UPDATE or DELETE of a users row, whoever commits it: this process, a second worker,
+``starterkit set-password`` or the ``sqlite3`` shell. A cached row is used only while that
+number is still the one read before the row was loaded.
+
+Reading the number must be cheaper than loading the row, so it is read on a connection of our
+own, on the event loop, and only when ``PRAGMA data_version`` says that another connection has
+committed something since the last look (the pragma reads the WAL index in shared memory: a
+few microseconds). The one-page read that follows is served from memory, and the connection
+never waits for a lock: if SQLite is busy, or the table is missing (a database not migrated to
+head), the request loads the row as if nothing were cached.
 
 Other databases have no such counter, so there the cache is off and every request loads the
 row: several processes may write and nothing would tell this one.
@@ -62,45 +68,60 @@ def sqlite_file_of(database_url: str) -> str | None:
     return url.database
 
 
-class DataVersion:
-    """Reads SQLite's ``data_version`` of one file through a connection that never writes."""
+class UsersVersion:
+    """Reads ``users_version`` of one SQLite file through a connection that never writes."""
 
     def __init__(self, path: str) -> None:
         self._path = path
         self._connection: sqlite3.Connection | None = None
+        self._seen: tuple[int, int] | None = None  # (data_version, users version) last read
         # Apps may serve from several threads (test clients do); the connection is shared.
         self._lock = threading.Lock()
 
     def read(self) -> int | None:
-        """The current version, or None when the file cannot be read (then cache nothing)."""
+        """The current number, or None when it cannot be read (then use no cached row)."""
         with self._lock:
             try:
-                if self._connection is None:
-                    # mode=rw: never create the file; it appears with the first migration.
-                    self._connection = sqlite3.connect(
-                        f"file:{self._path}?mode=rw",
-                        uri=True,
-                        isolation_level=None,
-                        check_same_thread=False,
-                    )
-                row = self._connection.execute("PRAGMA data_version").fetchone()
+                return self._read()
             except sqlite3.Error:
                 self._close()
                 return None
-            return int(row[0])
+
+    def _read(self) -> int:
+        if self._connection is None:
+            # mode=rw: never create the file; it appears with the first migration. timeout=0:
+            # this runs on the event loop, which must never wait for a lock.
+            self._connection = sqlite3.connect(
+                f"file:{self._path}?mode=rw",
+                uri=True,
+                timeout=0,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+        (data_version,) = self._connection.execute("PRAGMA data_version").fetchone()
+        if self._seen is not None and self._seen[0] == data_version:
+            return self._seen[1]  # nobody else has committed anything since
+        # Read after the pragma: a commit between the two shows in this number now and in
+        # the pragma next time, so it is never missed.
+        (version,) = self._connection.execute(
+            "SELECT version FROM users_version WHERE id = 1"
+        ).fetchone()
+        self._seen = (data_version, version)
+        return int(version)
 
     def close(self) -> None:
         with self._lock:
             self._close()
 
     def _close(self) -> None:
+        self._seen = None
         if self._connection is not None:
             self._connection.close()
             self._connection = None
 
 
 class UserCache:
-    """Rows of recently seen users, each tagged with the data version it was read under."""
+    """Rows of recently seen users, each tagged with the users version it was read under."""
 
     def __init__(
         self,
@@ -111,7 +132,7 @@ class UserCache:
     ) -> None:
         path = sqlite_file_of(database_url)
         self._engine = engine
-        self._version = DataVersion(path) if path is not None else None
+        self._version = UsersVersion(path) if path is not None else None
         self._max_users = max_users
         self._rows: dict[int, tuple[int, dict[str, Any]]] = {}
 

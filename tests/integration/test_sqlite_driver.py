@@ -1,0 +1,116 @@
+"""The one-hop SQLite driver behaves like SQLAlchemy's own aiosqlite adapter."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import insert, select, text
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from starterkit import Settings, StarterKit
+from starterkit.db import sqlite_driver
+from starterkit.db.base import Base
+from starterkit.db.engine import create_engine
+from starterkit.db.models import Item, User
+
+pytestmark = pytest.mark.anyio
+NOW = datetime(2026, 11, 26, 12, 0, 0, 123456, tzinfo=UTC)
+
+
+@pytest.fixture
+async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    settings = Settings(
+        environment="test", database_url=f"sqlite:///{tmp_path / 'driver.db'}", secret_key="k" * 64
+    )
+    engine = create_engine(settings)
+    async with engine.begin() as connection:
+        await connection.run_sync(Base.metadata.create_all)
+    yield engine
+    await engine.dispose()
+
+
+def test_starterkit_engines_use_it_on_sqlite_only() -> None:
+    for url, expected in [
+        ("sqlite:///app.db", True),
+        ("sqlite://", True),
+        ("postgresql://u@localhost/db", False),
+    ]:
+        kit = StarterKit(Settings(environment="test", database_url=url, secret_key="k" * 64))
+        for engine in (kit.engine, kit.read_engine):
+            assert isinstance(engine.dialect.dbapi, sqlite_driver.OneHopDBAPI) is expected, url
+
+
+async def test_rows_counts_and_ids_come_back(engine: AsyncEngine) -> None:
+    async with engine.begin() as connection:
+        user = await connection.execute(
+            insert(User).values(email="d@example.com", hashed_password="x", created_at=NOW)
+        )
+        assert user.inserted_primary_key == (1,)
+        many = await connection.execute(
+            insert(Item),
+            [
+                {"title": f"t{n}", "owner_id": 1, "created_at": NOW, "updated_at": NOW}
+                for n in range(3)
+            ],
+        )
+        assert many.rowcount == 3
+        returned = await connection.execute(
+            insert(Item)
+            .values(title="r", owner_id=1, created_at=NOW, updated_at=NOW)
+            .returning(Item.id, Item.created_at)
+        )
+        assert returned.one() == (4, NOW)
+        updated = await connection.execute(text("UPDATE items SET title = 'u' WHERE id > 2"))
+        assert updated.rowcount == 2
+    async with engine.connect() as connection:
+        result = await connection.execute(select(Item.id, Item.title).order_by(Item.id))
+        assert result.keys() == ["id", "title"]
+        assert result.fetchone() == (1, "t0")
+        assert result.fetchmany(2) == [(2, "t1"), (3, "u")]
+        assert result.fetchall() == [(4, "u")]
+        streamed = await connection.stream(select(Item.id).order_by(Item.id))
+        assert [row.id async for row in streamed] == [1, 2, 3, 4]
+
+
+async def test_rollback_undoes_and_errors_are_sqlalchemy_errors(engine: AsyncEngine) -> None:
+    async with engine.connect() as connection:
+        await connection.execute(
+            insert(User).values(email="r@example.com", hashed_password="x", created_at=NOW)
+        )
+        await connection.rollback()
+        assert (await connection.execute(text("SELECT count(*) FROM users"))).scalar() == 0
+
+        await connection.execute(
+            insert(User).values(email="r@example.com", hashed_password="x", created_at=NOW)
+        )
+        await connection.commit()
+        with pytest.raises(IntegrityError):
+            await connection.execute(
+                insert(User).values(email="r@example.com", hashed_password="x", created_at=NOW)
+            )
+        await connection.rollback()
+        with pytest.raises(OperationalError, match="no such table"):
+            await connection.execute(text("SELECT * FROM missing"))
+        await connection.rollback()
+        assert (await connection.execute(text("SELECT count(*) FROM users"))).scalar() == 1
+
+
+async def test_a_connection_returned_mid_transaction_is_rolled_back(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'pool.db'}"
+    engine = create_async_engine(url, module=sqlite_driver.dbapi(), pool_size=1, max_overflow=0)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text("CREATE TABLE t (x INTEGER)"))
+        connection = await engine.connect()
+        await connection.execute(text("INSERT INTO t VALUES (1)"))
+        await connection.close()  # back to the pool: the open transaction must not survive
+        async with engine.connect() as again:
+            assert (await again.execute(text("SELECT count(*) FROM t"))).scalar() == 0
+            await again.execute(text("INSERT INTO t VALUES (2)"))  # the write lock is free
+            await again.commit()
+    finally:
+        await engine.dispose()
