@@ -53,7 +53,8 @@ AREAS: tuple[tuple[str, Callable[[str, str], bool]], ...] = (
     (
         "database: SQLAlchemy, aiosqlite/asyncpg calls, user cache",
         lambda name, file: any(
-            p in file for p in ("sqlalchemy", "aiosqlite", "asyncpg", "user_cache")
+            p in file
+            for p in ("sqlalchemy", "aiosqlite", "asyncpg", "user_cache", "starterkit/db/")
         ),
     ),
     ("response cache", lambda name, file: "starterkit/cache" in file),
