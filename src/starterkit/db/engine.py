@@ -80,9 +80,9 @@ def create_read_engine(settings: Settings, engine: AsyncEngine) -> AsyncEngine:
     On a SQLite file it is a second engine with a single connection. Each aiosqlite connection
     is a thread, and every statement hands work to it and back; with several connections busy
     at once those threads and the event loop fight over the GIL, which costs more than the
-    queries (measured in ``docs/performance.md``). One connection serialises the reads in
-    the event loop instead, and WAL lets them run while a write is in progress. Its sessions
-    must not be held open across other awaits.
+    queries (measured in ``docs/performance.md``). With one connection the reads queue in the
+    event loop instead, and WAL lets them run while a write is in progress. Its connections
+    must not be held across other awaits.
 
     On PostgreSQL it shares ``engine``'s pool but runs in autocommit mode, which saves the
     BEGIN and ROLLBACK round trips around the one SELECT. In-memory SQLite has one connection
