@@ -16,19 +16,16 @@ Usage: ``python benchmarks/floor_app.py --port 8001`` (with the STARTERKIT_* set
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
 
-from starterkit.app import SERVE_SWITCH_INTERVAL
 from starterkit.cli import main as starterkit_main
 
 
 def create_app() -> FastAPI:
-    """A FastAPI app with one route and nothing else, in a process tuned like ``serve``'s."""
-    sys.setswitchinterval(SERVE_SWITCH_INTERVAL)
+    """A FastAPI app with one route and nothing else."""
     app = FastAPI()
 
     @app.get("/ping")
@@ -45,7 +42,7 @@ def main() -> None:
     serve_starterkit = uvicorn.run
 
     def serve_floor(app: Any, **options: Any) -> None:
-        assert app == "starterkit.app:create_served_app", app
+        assert app == "starterkit.app:create_app", app
         assert options.get("factory") is True, options
         serve_starterkit(create_app, **options)
 

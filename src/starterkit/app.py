@@ -12,7 +12,6 @@ import contextlib
 import functools
 import logging
 import secrets
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -371,20 +370,3 @@ def create_app(settings: Settings | None = None, *, kit: StarterKit | None = Non
     app.include_router(kit.items_router, prefix=f"{prefix}/items")
     app.include_router(kit.metrics_router, prefix=prefix)
     return app
-
-
-# Seconds a thread waiting for the GIL lets the running one keep it (CPython's default: 0.005).
-SERVE_SWITCH_INTERVAL = 0.0001
-
-
-def create_served_app() -> FastAPI:
-    """``create_app()`` as ``starterkit serve`` runs it, in each worker process.
-
-    It also shortens CPython's GIL switch interval to 0.1 ms. aiosqlite runs every statement
-    in a thread that needs the GIL again after each row; while the event loop keeps the GIL
-    busy, the default 5 ms made a page read take 20-200 ms under load, and reads queued behind
-    it. A thread that never waits for the GIL is unaffected. Serving ``create_app`` with your
-    own server command? Call ``sys.setswitchinterval(0.0001)`` at startup to get the same.
-    """
-    sys.setswitchinterval(SERVE_SWITCH_INTERVAL)
-    return create_app()

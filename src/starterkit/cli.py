@@ -177,7 +177,7 @@ def serve(
         err=True,
     )
     uvicorn.run(
-        "starterkit.app:create_served_app",
+        "starterkit.app:create_app",
         factory=True,
         host=host,
         port=port,

@@ -1,6 +1,5 @@
 """The runtime has no global state: apps with different settings coexist in one process."""
 
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,7 +11,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.pool import QueuePool
 
 from starterkit import Settings, StarterKit, create_app
-from starterkit.app import SERVE_SWITCH_INTERVAL, create_served_app
 from starterkit.db import migrate
 from tests.conftest import app_client
 
@@ -106,21 +104,3 @@ def test_create_app_reads_settings_from_the_environment(
     monkeypatch.setenv("STARTERKIT_API_PREFIX", "/from-env")
     app = create_app()
     assert "/from-env/health" in app.openapi()["paths"]
-
-
-def test_the_served_app_shortens_the_gil_switch_interval(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    monkeypatch.chdir(tmp_path)  # no .env file of the checkout is read
-    monkeypatch.setenv("STARTERKIT_ENVIRONMENT", settings.environment)
-    monkeypatch.setenv("STARTERKIT_DATABASE_URL", settings.database_url)
-    for name in ("secret_key", "refresh_token_secret"):
-        secret = getattr(settings, name)
-        monkeypatch.setenv(f"STARTERKIT_{name.upper()}", secret.get_secret_value())
-    before = sys.getswitchinterval()
-    try:
-        app = create_served_app()
-        assert isinstance(app.state.starterkit, StarterKit)
-        assert sys.getswitchinterval() == pytest.approx(SERVE_SWITCH_INTERVAL)
-    finally:
-        sys.setswitchinterval(before)

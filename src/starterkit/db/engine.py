@@ -82,9 +82,7 @@ def create_read_engine(settings: Settings, engine: AsyncEngine) -> AsyncEngine:
     at once those threads and the event loop fight over the GIL, which costs more than the
     queries (measured in ``docs/performance.md``). With one connection the reads queue in the
     event loop instead, and WAL lets them run while a write is in progress. Its connections
-    must not be held across other awaits. Under a busy event loop the connection's thread
-    waits for the GIL, so ``starterkit serve`` shortens the GIL switch interval
-    (:func:`starterkit.app.create_served_app`).
+    must not be held across other awaits.
 
     On PostgreSQL it shares ``engine``'s pool but runs in autocommit mode, which saves the
     BEGIN and ROLLBACK round trips around the one SELECT. In-memory SQLite has one connection
