@@ -9,7 +9,7 @@ misses' latency. A 503 (a read waited longer than ``DATABASE_POOL_TIMEOUT`` for 
 connection) stops the run with that error.
 
 Usage: ``python benchmarks/mixed_load.py [--missers 4] [--seconds 8] [--switch-interval S]``;
-``--switch-interval`` sets ``sys.setswitchinterval`` first (``starterkit serve`` uses 0.0001).
+``--switch-interval`` sets ``sys.setswitchinterval`` first (CPython's default is 0.005).
 Prints figures; asserts nothing.
 """
 
