@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, cast
 
-from sqlalchemy import ColumnElement, Select, bindparam, func, select, true, tuple_
+from sqlalchemy import Select, bindparam, func, select, true, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -93,10 +93,6 @@ _ONE_MICROSECOND = datetime(1970, 1, 1, 0, 0, 0, 1, tzinfo=UTC) - _EPOCH
 _NEWEST_FIRST = (Item.created_at.desc(), Item.id.desc())
 
 
-def _visible_to(user: User) -> ColumnElement[bool]:
-    return true() if user.is_superuser else Item.owner_id == user.id
-
-
 @dataclass(frozen=True, slots=True)
 class _ReadStatements:
     """The read queries for one kind of caller, built once with bind parameters.
@@ -108,7 +104,8 @@ class _ReadStatements:
     page: Select[Any]  # an offset page with the total in every row
     count: Select[Any]
     after: Select[Any]  # a keyset page after (created_at, id)
-    one: Select[Any]
+    one: Select[Any]  # one item's columns
+    item: Select[Any]  # one item as an ORM object, to change or delete
 
     @classmethod
     def build(cls, *, superuser: bool) -> _ReadStatements:
@@ -135,6 +132,7 @@ class _ReadStatements:
                 .limit(bindparam("limit"))
             ),
             one=rows.where(Item.id == bindparam("item_id")),
+            item=select(Item).where(visible, Item.id == bindparam("item_id")),
         )
 
 
@@ -171,8 +169,9 @@ async def get_item(session: AsyncSession, *, item_id: int, user: User) -> Item:
     Raises:
         NotFound: it does not exist or belongs to someone else.
     """
-    query = select(Item).where(Item.id == item_id, _visible_to(user))
-    item = (await session.execute(query)).scalar_one_or_none()
+    reads, params = _reads_for(user)
+    result = await session.execute(reads.item, {**params, "item_id": item_id})
+    item: Item | None = result.scalar_one_or_none()
     if item is None:
         raise NotFound(ITEM_NOT_FOUND)
     return item
