@@ -24,7 +24,7 @@ import nox
 
 nox.options.error_on_missing_interpreters = True
 nox.options.reuse_existing_virtualenvs = True
-nox.options.sessions = ["lint", "typecheck", "tests", "docs", "wheel", "fuzz"]
+nox.options.sessions = ["lint", "typecheck", "imports", "tests", "docs", "wheel", "fuzz"]
 
 PYTHONS = ["3.11", "3.12", "3.13"]
 ROOT = Path(__file__).parent
@@ -108,6 +108,13 @@ def typecheck(session: nox.Session) -> None:
     """mypy --strict on src, tests, benchmarks and this file (``[tool.mypy] files``)."""
     install_dev(session)
     session.run("mypy")
+
+
+@nox.session(python=PYTHONS[0])
+def imports(session: nox.Session) -> None:
+    """The import contracts of ``[tool.importlinter]``: layers, HTTP-free services, no cycles."""
+    install_dev(session)
+    session.run("lint-imports")
 
 
 @nox.session(python=PYTHONS[0])

@@ -36,6 +36,7 @@ from tests.support.processes import free_port, wait_until_healthy
 
 from benchmarks.wrk_runner import request_script, run_wrk
 from starterkit import Settings, StarterKit
+from starterkit.audit import CLI
 from starterkit.db import migrate
 from starterkit.db.models import Item
 from starterkit.users.service import create_user
@@ -75,6 +76,8 @@ async def seed(settings: Settings, email: str, count: int) -> None:
             password=PASSWORD,
             hasher=kit.password_hasher,
             password_min_length=12,
+            origin=CLI,
+            now=kit.clock(),
         )
         start = datetime.now(UTC) - timedelta(seconds=count)
         for first in range(0, count, 5000):

@@ -24,14 +24,13 @@ from fastapi import Depends, FastAPI
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from starterkit import Settings, StarterKit
-from starterkit.ratelimit import limit_per_client
 
 
 def build(settings: Settings) -> tuple[FastAPI, StarterKit]:
     kit = StarterKit(settings)
     app = FastAPI()
     kit.install(app)
-    limited = Depends(limit_per_client(kit, "bench", "100000000/minute"))
+    limited = Depends(kit.limit_per_client("bench", "100000000/minute"))
 
     @app.get("/plain")
     async def plain() -> dict[str, bool]:

@@ -2,6 +2,8 @@
 
 ``database_url`` is parametrised over SQLite and, when STARTERKIT_TEST_DATABASE_URL is set,
 PostgreSQL (a fresh database per test). STARTERKIT_TEST_REDIS_URL enables the Redis tests.
+STARTERKIT_TEST_SQLITE_FAST_PATHS=false runs every test (and every server and command a test
+starts) with SQLITE_FAST_PATHS=false, unless the test sets that setting itself.
 """
 
 from __future__ import annotations
@@ -25,17 +27,7 @@ REDIS_URL = os.environ.get("STARTERKIT_TEST_REDIS_URL", "")
 TEST_SECRET_KEY = "test-secret-key-0123456789abcdefghijklmnopqrstuvwxyz"
 TEST_REFRESH_SECRET = "test-refresh-secret-0123456789abcdefghijklmnopqrstuvwxyz"
 
-GENEROUS_LIMITS = (
-    "auth_login_rate_limit",
-    "auth_login_account_rate_limit",
-    "auth_refresh_rate_limit",
-    "auth_register_rate_limit",
-    "auth_password_rate_limit",
-    "auth_forgot_password_rate_limit",
-    "auth_request_verify_rate_limit",
-    "auth_mail_account_rate_limit",
-    "auth_redeem_token_rate_limit",
-)
+SQLITE_FAST_PATHS = os.environ.get("STARTERKIT_TEST_SQLITE_FAST_PATHS", "")
 
 SettingsFactory = Callable[..., Settings]
 
@@ -60,6 +52,9 @@ def _hermetic_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     for name in list(os.environ):
         if name.startswith("STARTERKIT_") and not name.startswith("STARTERKIT_TEST_"):
             monkeypatch.delenv(name)
+    if SQLITE_FAST_PATHS:
+        # Settings read it from the environment, in this process and in the ones tests start.
+        monkeypatch.setenv("STARTERKIT_SQLITE_FAST_PATHS", SQLITE_FAST_PATHS)
     monkeypatch.chdir(tmp_path)
 
 
@@ -103,7 +98,7 @@ def make_settings(database_url: str) -> SettingsFactory:
             "refresh_token_secret": TEST_REFRESH_SECRET,
             # Tests log in and register many times from one address; the limit tests lower
             # these on purpose.
-            **dict.fromkeys(GENEROUS_LIMITS, "10000/minute"),
+            **dict.fromkeys(Settings.rate_limit_fields(), "10000/minute"),
         }
         values.update(overrides)
         return Settings(_env_file=None, **values)

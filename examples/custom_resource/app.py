@@ -1,5 +1,9 @@
 """The service plus a notes resource: ``uvicorn examples.custom_resource.app:app``.
 
+The shape to copy for a resource of your own: a model (``models.py``), a service of plain
+async functions that take the session first and never commit (``service.py``), and a router
+factory whose routes parse, call the service, commit and let FastAPI render the response.
+
 ``starterkit migrate`` applies the notes migration too, because the settings name its
 directory (``STARTERKIT_MIGRATION_LOCATIONS``) and its models module
 (``STARTERKIT_MODEL_MODULES``, for ``starterkit migrate check``).
@@ -10,9 +14,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from examples.custom_resource import service
 from examples.custom_resource.models import Note
 from starterkit import Settings, StarterKit, User, create_app
 
@@ -48,17 +52,13 @@ def notes_router(kit: StarterKit) -> APIRouter:
 
     @router.post("", status_code=201, response_model=NoteOut)
     async def add_note(payload: NoteIn, user: CurrentUser, session: Session) -> Note:
-        note = Note(owner_id=user.id, text=payload.text)
-        session.add(note)
+        note = await service.add_note(session, owner=user, text=payload.text)
         await session.commit()
         return note
 
     @router.get("", response_model=list[NoteOut])
     async def my_notes(user: CurrentUser, session: Session) -> list[Note]:
-        result = await session.execute(
-            select(Note).where(Note.owner_id == user.id).order_by(Note.id)
-        )
-        return list(result.scalars())
+        return await service.list_notes(session, owner=user)
 
     return router
 

@@ -1,4 +1,5 @@
-"""The client's IP address, believing ``X-Forwarded-For`` only from trusted proxies."""
+"""The client's IP address, believing ``X-Forwarded-For`` only from trusted proxies, and the
+request's :class:`~starterkit.audit.Origin` for the audit log."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from collections.abc import Sequence
 from functools import lru_cache
 
 from starlette.requests import HTTPConnection
+
+from starterkit.audit import Origin
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -45,3 +48,10 @@ def client_ip(connection: HTTPConnection, trusted_proxies: Sequence[str]) -> str
             except ValueError:
                 return peer  # garbage from a client: attribute it to the proxy that sent it
     return hops[0] if hops else peer
+
+
+def origin_of(connection: HTTPConnection, trusted_proxies: Sequence[str]) -> Origin:
+    """The client IP (see TRUSTED_PROXIES) and user agent of a request, for the audit log."""
+    return Origin(
+        ip=client_ip(connection, trusted_proxies), user_agent=connection.headers.get("user-agent")
+    )

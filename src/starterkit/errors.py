@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -304,3 +305,40 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(exc.StarterKitError, domain_exception_handler)
     app.add_exception_handler(SQLAlchemyError, database_exception_handler)
     app.add_exception_handler(OSError, database_exception_handler)
+
+
+# --- OpenAPI: the envelope, documented ----------------------------------------------
+
+
+class FieldError(BaseModel):
+    """One invalid input field."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ErrorBody(BaseModel):
+    """The error envelope every error response uses."""
+
+    detail: str
+    code: ErrorCode
+    errors: list[FieldError] | None = None
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` entries documenting envelope errors with these statuses."""
+    descriptions = {
+        400: "The request cannot be honoured.",
+        401: "Missing, invalid or expired credentials.",
+        403: "Not allowed for this account.",
+        404: "Not found, or not yours.",
+        409: "Conflicts with existing data.",
+        413: "The request body is too large.",
+        422: "The input is invalid.",
+        429: "Too many requests; retry after `Retry-After` seconds.",
+        503: "A dependency (the database) is unavailable.",
+    }
+    return {
+        status: {"model": ErrorBody, "description": descriptions[status]} for status in statuses
+    }

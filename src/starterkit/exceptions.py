@@ -65,8 +65,8 @@ class RefreshTokenReused(InvalidToken):
     """A refresh token was presented again after use; its session has been revoked."""
 
     def __init__(self, *, user_id: int, session_id: int) -> None:
-        super().__init__()
-        self.user_id = user_id
+        super().__init__(user_id=user_id)
+        self.user_id: int = user_id
         self.session_id = session_id
 
 

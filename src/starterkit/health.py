@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
@@ -11,9 +11,7 @@ from pydantic import BaseModel
 
 from starterkit._version import __version__
 from starterkit.errors import ErrorCode
-
-if TYPE_CHECKING:
-    from starterkit.app import StarterKit
+from starterkit.runtime import Runtime
 
 DATABASE_DOWN_DETAIL = "The database is unreachable."
 
@@ -56,7 +54,7 @@ def _unavailable(body: BaseModel) -> Response:
     return JSONResponse(body.model_dump(mode="json"), status_code=503, headers=_NO_STORE)
 
 
-def build_health_router(kit: StarterKit, *, tags: Sequence[str] = ("health",)) -> APIRouter:
+def build_health_router(kit: Runtime, *, tags: Sequence[str] = ("health",)) -> APIRouter:
     """Health routes for ``kit``. Mount without a prefix; paths start with ``/health``.
 
     ``/health/live`` never touches a dependency, so an orchestrator does not restart a healthy

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, ParamSpec
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from starterkit.db.models import User
 
 logger = logging.getLogger("starterkit.hooks")
+
+P = ParamSpec("P")
 
 UserHook = Callable[["User", "Request | None"], Awaitable[None]]
 ReuseHook = Callable[[int, int, "Request | None"], Awaitable[None]]
@@ -59,12 +61,52 @@ class Hooks:
     on_after_verify: UserHook | None = None
     """``(user, request)`` after ``POST /auth/verify`` marked the email as verified."""
 
-    async def fire(self, name: str, *args: Any) -> None:
-        """Run hook ``name`` if set; log and swallow whatever it raises."""
-        hook = getattr(self, name)
-        if hook is None:
-            return
-        try:
-            await hook(*args)
-        except Exception:
-            logger.exception("hook %s failed", name)
+    # Firing: one typed method per hook, so mypy checks every call's name and arguments.
+
+    async def after_register(self, user: User, request: Request | None) -> None:
+        """Run ``on_after_register``."""
+        await _run("on_after_register", self.on_after_register, user, request)
+
+    async def after_login(self, user: User, request: Request | None) -> None:
+        """Run ``on_after_login``."""
+        await _run("on_after_login", self.on_after_login, user, request)
+
+    async def after_password_change(self, user: User, request: Request | None) -> None:
+        """Run ``on_after_password_change``."""
+        await _run("on_after_password_change", self.on_after_password_change, user, request)
+
+    async def refresh_token_reuse(
+        self, user_id: int, session_id: int, request: Request | None
+    ) -> None:
+        """Run ``on_refresh_token_reuse``."""
+        await _run(
+            "on_refresh_token_reuse", self.on_refresh_token_reuse, user_id, session_id, request
+        )
+
+    async def after_forgot_password(self, user: User, token: str, request: Request | None) -> None:
+        """Run ``on_after_forgot_password``."""
+        await _run("on_after_forgot_password", self.on_after_forgot_password, user, token, request)
+
+    async def after_reset_password(self, user: User, request: Request | None) -> None:
+        """Run ``on_after_reset_password``."""
+        await _run("on_after_reset_password", self.on_after_reset_password, user, request)
+
+    async def after_request_verify(self, user: User, token: str, request: Request | None) -> None:
+        """Run ``on_after_request_verify``."""
+        await _run("on_after_request_verify", self.on_after_request_verify, user, token, request)
+
+    async def after_verify(self, user: User, request: Request | None) -> None:
+        """Run ``on_after_verify``."""
+        await _run("on_after_verify", self.on_after_verify, user, request)
+
+
+async def _run(
+    name: str, hook: Callable[P, Awaitable[None]] | None, *args: P.args, **kwargs: P.kwargs
+) -> None:
+    """Run ``hook`` if set; log and swallow whatever it raises."""
+    if hook is None:
+        return
+    try:
+        await hook(*args, **kwargs)
+    except Exception:
+        logger.exception("hook %s failed", name)

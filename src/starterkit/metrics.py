@@ -18,10 +18,11 @@ from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
+from starterkit.cache import ResponseCache
+from starterkit.ratelimit.counters import RateLimits
+
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-    from starterkit.app import StarterKit
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -30,8 +31,9 @@ _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5
 class _RuntimeCollector(Collector):
     """Exposes counters the runtime keeps itself (limits, cache) at scrape time."""
 
-    def __init__(self, kit: StarterKit) -> None:
-        self._kit = kit
+    def __init__(self, rate_limits: RateLimits, cache: ResponseCache) -> None:
+        self._rate_limits = rate_limits
+        self._cache = cache
 
     def collect(self) -> Iterable[Metric]:
         rejections = CounterMetricFamily(
@@ -39,21 +41,21 @@ class _RuntimeCollector(Collector):
             "Requests refused with 429, by limit.",
             labels=["limit"],
         )
-        for name, count in sorted(self._kit.rate_limits.rejections.items()):
+        for name, count in sorted(self._rate_limits.rejections.items()):
             rejections.add_metric([name], count)
         yield rejections
         cache = CounterMetricFamily(
             "starterkit_cache_requests", "Item cache lookups, by result.", labels=["result"]
         )
-        cache.add_metric(["hit"], self._kit.cache.hits)
-        cache.add_metric(["miss"], self._kit.cache.misses)
+        cache.add_metric(["hit"], self._cache.hits)
+        cache.add_metric(["miss"], self._cache.misses)
         yield cache
 
 
 class Metrics:
     """The registry and HTTP metrics of one runtime."""
 
-    def __init__(self, kit: StarterKit) -> None:
+    def __init__(self, rate_limits: RateLimits, cache: ResponseCache) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "starterkit_http_requests",
@@ -68,7 +70,7 @@ class Metrics:
             buckets=_BUCKETS,
             registry=self.registry,
         )
-        self.registry.register(_RuntimeCollector(kit))
+        self.registry.register(_RuntimeCollector(rate_limits, cache))
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""
@@ -129,8 +131,8 @@ class MetricsMiddleware:
             self.metrics.latency.labels(method, route).observe(time.perf_counter() - start)
 
 
-def build_metrics_router(kit: StarterKit, *, tags: Sequence[str] = ("operations",)) -> APIRouter:
-    """``GET /metrics`` for ``kit``; mount it where your scraper looks."""
+def build_metrics_router(metrics: Metrics, *, tags: Sequence[str] = ("operations",)) -> APIRouter:
+    """``GET /metrics`` of ``metrics`` (a runtime's); mount it where your scraper looks."""
     router = APIRouter(tags=list(tags))
 
     @router.get(
@@ -139,8 +141,8 @@ def build_metrics_router(kit: StarterKit, *, tags: Sequence[str] = ("operations"
         response_class=Response,
         responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Metrics."}},
     )
-    async def metrics() -> Response:
+    async def read_metrics() -> Response:
         """Prometheus metrics of this process."""
-        return Response(kit.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     return router

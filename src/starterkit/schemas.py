@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
-
-from starterkit.errors import ErrorCode
 
 MAX_DB_INT = 2**63 - 1
 NO_NUL_PATTERN = r"^[^\x00]*$"
@@ -57,37 +55,3 @@ class InputModel(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid", strict=True)
-
-
-class FieldError(BaseModel):
-    """One invalid input field."""
-
-    loc: list[str | int]
-    msg: str
-    type: str
-
-
-class ErrorBody(BaseModel):
-    """The error envelope every error response uses."""
-
-    detail: str
-    code: ErrorCode
-    errors: list[FieldError] | None = None
-
-
-def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses=`` entries documenting envelope errors with these statuses."""
-    descriptions = {
-        400: "The request cannot be honoured.",
-        401: "Missing, invalid or expired credentials.",
-        403: "Not allowed for this account.",
-        404: "Not found, or not yours.",
-        409: "Conflicts with existing data.",
-        413: "The request body is too large.",
-        422: "The input is invalid.",
-        429: "Too many requests; retry after `Retry-After` seconds.",
-        503: "A dependency (the database) is unavailable.",
-    }
-    return {
-        status: {"model": ErrorBody, "description": descriptions[status]} for status in statuses
-    }

@@ -7,9 +7,10 @@ print it as one line. Production refuses configurations that are only safe on a 
 from __future__ import annotations
 
 import ipaddress
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator
+from pydantic import AfterValidator, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "STARTERKIT_"
@@ -56,9 +57,47 @@ def normalize_database_url(url: str) -> str:
     return f"{driver}://{rest}"
 
 
-def is_sqlite_url(url: str) -> bool:
-    """Tell whether a (normalised) database URL points at SQLite."""
-    return url.startswith("sqlite")
+class DatabaseKind(StrEnum):
+    """What a database URL points at; the one place that tells them apart."""
+
+    SQLITE_FILE = "sqlite-file"
+    SQLITE_MEMORY = "sqlite-memory"
+    POSTGRESQL = "postgresql"
+
+    @property
+    def is_sqlite(self) -> bool:
+        """SQLite, in a file or in memory."""
+        return self is not DatabaseKind.POSTGRESQL
+
+
+def database_kind(url: str) -> DatabaseKind:
+    """The kind of database behind a (normalised or plain) database URL.
+
+    In-memory SQLite is ``sqlite://`` or ``sqlite:///:memory:``, where each connection would
+    see a database of its own.
+    """
+    scheme, _, rest = url.strip().partition("://")
+    if not scheme.lower().startswith("sqlite"):
+        return DatabaseKind.POSTGRESQL
+    if rest.removeprefix("/").split("?", 1)[0] in ("", ":memory:"):
+        return DatabaseKind.SQLITE_MEMORY
+    return DatabaseKind.SQLITE_FILE
+
+
+def _rate_limit(value: str) -> str:
+    from limits import parse_many  # noqa: PLC0415 - keeps `starterkit --help` light
+
+    try:
+        parse_many(value)
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is not a rate limit such as '5/minute' or '100/hour'"
+        ) from None
+    return value
+
+
+# A rate-limit setting: one window or several, "10/second;100/minute".
+RateLimitText = Annotated[str, AfterValidator(_rate_limit)]
 
 
 class Settings(BaseSettings):
@@ -147,13 +186,15 @@ class Settings(BaseSettings):
     clock_skew_seconds: int = Field(
         default=30, ge=0, le=300, description="Leeway for exp/nbf/iat checks."
     )
-    auth_login_rate_limit: str = Field(default="5/minute", description="Per client IP.")
-    auth_login_account_rate_limit: str = Field(
+    auth_login_rate_limit: RateLimitText = Field(default="5/minute", description="Per client IP.")
+    auth_login_account_rate_limit: RateLimitText = Field(
         default="20/hour", description="Per account; counts failed logins only."
     )
-    auth_refresh_rate_limit: str = Field(default="10/minute", description="Per client IP.")
-    auth_register_rate_limit: str = Field(default="10/hour", description="Per client IP.")
-    auth_password_rate_limit: str = Field(
+    auth_refresh_rate_limit: RateLimitText = Field(
+        default="10/minute", description="Per client IP."
+    )
+    auth_register_rate_limit: RateLimitText = Field(default="10/hour", description="Per client IP.")
+    auth_password_rate_limit: RateLimitText = Field(
         default="10/hour", description="Password changes per account."
     )
     cache_ttl_seconds: int = Field(
@@ -196,19 +237,26 @@ class Settings(BaseSettings):
     docs_enabled: bool = Field(
         default=True, description="Serve `/docs`, `/redoc` and `/openapi.json`."
     )
+    sqlite_fast_paths: bool = Field(
+        default=True,
+        description="On a SQLite file: run statements with one thread hand-off each, serve "
+        "starterkit's reads from one dedicated connection and keep signed-in users' rows in "
+        "memory while no users row changes. False uses the stock aiosqlite driver, the main "
+        "pool for reads and a query per request for the user (slower; for diagnosing).",
+    )
     # Account lifecycle: forgot/reset password, email verification and the mail they send.
-    auth_forgot_password_rate_limit: str = Field(
+    auth_forgot_password_rate_limit: RateLimitText = Field(
         default="5/hour", description="Per client IP: `POST /auth/forgot-password` requests."
     )
-    auth_request_verify_rate_limit: str = Field(
+    auth_request_verify_rate_limit: RateLimitText = Field(
         default="5/hour", description="Per client IP: `POST /auth/request-verify` requests."
     )
-    auth_mail_account_rate_limit: str = Field(
+    auth_mail_account_rate_limit: RateLimitText = Field(
         default="3/hour",
         description="Per email address: reset and verification mails asked for it, counted "
         "together whether or not the account exists.",
     )
-    auth_redeem_token_rate_limit: str = Field(
+    auth_redeem_token_rate_limit: RateLimitText = Field(
         default="10/minute",
         description="Per client IP: `POST /auth/reset-password` and `POST /auth/verify` together.",
     )
@@ -264,7 +312,7 @@ class Settings(BaseSettings):
     @classmethod
     def _database_url(cls, value: str, info: ValidationInfo) -> str:
         url = normalize_database_url(value)
-        if info.data.get("environment") == "production" and is_sqlite_url(url):
+        if info.data.get("environment") == "production" and database_kind(url).is_sqlite:
             raise ValueError("is SQLite, which production refuses; use PostgreSQL")
         return url
 
@@ -298,29 +346,6 @@ class Settings(BaseSettings):
             other = info.data.get("secret_key")
             if isinstance(other, SecretStr) and other.get_secret_value() == secret:
                 raise ValueError("must differ from SECRET_KEY")
-        return value
-
-    @field_validator(
-        "auth_login_rate_limit",
-        "auth_login_account_rate_limit",
-        "auth_refresh_rate_limit",
-        "auth_register_rate_limit",
-        "auth_password_rate_limit",
-        "auth_forgot_password_rate_limit",
-        "auth_request_verify_rate_limit",
-        "auth_mail_account_rate_limit",
-        "auth_redeem_token_rate_limit",
-    )
-    @classmethod
-    def _rate_limit(cls, value: str) -> str:
-        from limits import parse_many  # noqa: PLC0415 - keeps `starterkit --help` light
-
-        try:
-            parse_many(value)
-        except ValueError:
-            raise ValueError(
-                f"{value!r} is not a rate limit such as '5/minute' or '100/hour'"
-            ) from None
         return value
 
     @field_validator(
@@ -419,9 +444,18 @@ class Settings(BaseSettings):
         return self.environment == "production"
 
     @property
-    def uses_sqlite(self) -> bool:
-        """True when the database is SQLite."""
-        return is_sqlite_url(self.database_url)
+    def database_kind(self) -> DatabaseKind:
+        """What DATABASE_URL points at: a SQLite file, in-memory SQLite or PostgreSQL."""
+        return database_kind(self.database_url)
+
+    @classmethod
+    def rate_limit_fields(cls) -> tuple[str, ...]:
+        """The names of every rate-limit setting (those typed :data:`RateLimitText`)."""
+        return tuple(
+            name
+            for name, field in cls.model_fields.items()
+            if any(getattr(check, "func", None) is _rate_limit for check in field.metadata)
+        )
 
 
 def settings_problems(error: Exception) -> list[str]:

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import anyio.to_thread
 
 from starterkit.app import StarterKit
+from starterkit.audit import Origin
 from starterkit.db import migrate
 from starterkit.db.models import User
 from starterkit.settings import Settings
@@ -42,17 +43,8 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
 DEFAULT_PASSWORD = "a long test passphrase"  # noqa: S105 - a documented test value
-_LIMIT_FIELDS = (
-    "auth_login_rate_limit",
-    "auth_login_account_rate_limit",
-    "auth_refresh_rate_limit",
-    "auth_register_rate_limit",
-    "auth_password_rate_limit",
-    "auth_forgot_password_rate_limit",
-    "auth_request_verify_rate_limit",
-    "auth_mail_account_rate_limit",
-    "auth_redeem_token_rate_limit",
-)
+# The audit log's origin of the users made here.
+TESTING = Origin(ip=None, user_agent="starterkit.testing")
 
 __all__ = [
     "DEFAULT_PASSWORD",
@@ -81,7 +73,7 @@ def throwaway_settings(folder: Path | str | None = None, **overrides: Any) -> Se
         "secret_key": secrets.token_urlsafe(48),
         "refresh_token_secret": secrets.token_urlsafe(48),
         "session_purge_interval_seconds": 0,
-        **dict.fromkeys(_LIMIT_FIELDS, "1000000/minute"),
+        **dict.fromkeys(Settings.rate_limit_fields(), "1000000/minute"),
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)
@@ -142,6 +134,8 @@ async def signed_in_user(
             password_min_length=kit.settings.password_min_length,
             full_name=full_name,
             is_superuser=superuser,
+            origin=TESTING,
+            now=kit.clock(),
         )
         await session.commit()
     token = kit.tokens.issue_access_token(user_id=user.id, token_version=user.token_version)

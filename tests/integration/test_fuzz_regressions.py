@@ -17,7 +17,8 @@ import pytest
 from sqlalchemy import delete, select
 
 from starterkit import Settings, StarterKit
-from starterkit.auth.service import end_all_sessions
+from starterkit.audit import CLI
+from starterkit.auth.revocation import RevokeReason, revoke_all_sessions
 from starterkit.db.models import Item, User
 from starterkit.exceptions import InvalidToken, NotFound
 from starterkit.items import service as items
@@ -28,6 +29,8 @@ from tests.support.auth import API, PASSWORD, bearer, login, make_superuser, sig
 pytestmark = pytest.mark.anyio
 
 NEW_PASSWORD = "another long passphrase"
+
+LOGOUT_ALL = RevokeReason.LOGOUT_ALL
 
 
 @pytest.fixture
@@ -59,6 +62,8 @@ async def new_user(kit: StarterKit, email: str = "victim@example.com") -> int:
             password=PASSWORD,
             hasher=kit.password_hasher,
             password_min_length=kit.settings.password_min_length,
+            origin=CLI,
+            now=datetime.now(UTC),
         )
         await session.commit()
         return user.id
@@ -154,8 +159,14 @@ async def test_updating_a_user_deleted_meanwhile_is_not_found(runtime: StarterKi
         user = await users.get_user(session, user_id)
         await delete_user_elsewhere(runtime, user_id)
         with pytest.raises(NotFound):
-            await users.set_user_flags(
-                session, user=user, now=datetime.now(UTC), is_active=False, full_name="x"
+            await users.update_user(
+                session,
+                user=user,
+                actor=None,
+                origin=CLI,
+                now=datetime.now(UTC),
+                is_active=False,
+                full_name="x",
             )
 
 
@@ -174,6 +185,7 @@ async def test_changing_the_password_of_an_account_deleted_meanwhile_is_an_inval
                 new_password=NEW_PASSWORD,
                 hasher=runtime.password_hasher,
                 password_min_length=runtime.settings.password_min_length,
+                origin=CLI,
                 now=datetime.now(UTC),
             )
 
@@ -185,7 +197,7 @@ async def test_logging_out_everywhere_after_the_account_was_deleted_is_harmless(
     async with runtime.sessionmaker() as session:
         user = await users.get_user(session, user_id)
         await delete_user_elsewhere(runtime, user_id)
-        await end_all_sessions(session, user=user, now=datetime.now(UTC))
+        await revoke_all_sessions(session, user=user, now=datetime.now(UTC), reason=LOGOUT_ALL)
         await session.commit()  # used to raise StaleDataError here
         assert await session.get(User, user_id, populate_existing=True) is None
 
@@ -194,9 +206,9 @@ async def test_concurrent_token_version_bumps_all_count(runtime: StarterKit) -> 
     user_id = await new_user(runtime)
     async with runtime.sessionmaker() as first, runtime.sessionmaker() as second:
         mine, theirs = await first.get_one(User, user_id), await second.get_one(User, user_id)
-        await end_all_sessions(first, user=mine, now=datetime.now(UTC))
+        await revoke_all_sessions(first, user=mine, now=datetime.now(UTC), reason=LOGOUT_ALL)
         await first.commit()
-        await end_all_sessions(second, user=theirs, now=datetime.now(UTC))
+        await revoke_all_sessions(second, user=theirs, now=datetime.now(UTC), reason=LOGOUT_ALL)
         await second.commit()
         assert theirs.token_version == 2
     async with runtime.sessionmaker() as check:

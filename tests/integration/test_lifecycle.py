@@ -21,9 +21,9 @@ from sqlalchemy import update
 from starlette.requests import Request
 
 from starterkit import Settings, StarterKit, User, create_app
-from starterkit.auth.account_tokens import TokenPurpose
 from starterkit.db import migrate
 from starterkit.exceptions import InvalidToken
+from starterkit.lifecycle.tokens import TokenPurpose
 from starterkit.mail import Mail
 from tests.conftest import SettingsFactory, app_client
 from tests.support.auth import API, PASSWORD, FakeClock, bearer, login, refresh, register, signed_up

@@ -134,7 +134,7 @@ async def test_on_sqlite_updates_and_deletes_of_users_raise_users_version(
 
     try:
         await anyio.to_thread.run_sync(migrate.upgrade, settings)
-        if not settings.uses_sqlite:
+        if not settings.database_kind.is_sqlite:
             assert "users_version" not in await table_names(kit.engine)
             return
         async with kit.sessionmaker() as session:
@@ -166,7 +166,7 @@ async def test_on_sqlite_updates_and_deletes_of_users_raise_users_version(
 
 async def test_sqlite_enforces_foreign_keys_and_uses_wal(make_settings: SettingsFactory) -> None:
     settings = make_settings()
-    if not settings.uses_sqlite:
+    if not settings.database_kind.is_sqlite:
         pytest.skip("SQLite pragmas")
     kit = StarterKit(settings)
     try:

@@ -24,7 +24,10 @@ NOW = datetime(2026, 11, 26, 12, 0, 0, 123456, tzinfo=UTC)
 @pytest.fixture
 async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
     settings = Settings(
-        environment="test", database_url=f"sqlite:///{tmp_path / 'driver.db'}", secret_key="k" * 64
+        environment="test",
+        database_url=f"sqlite:///{tmp_path / 'driver.db'}",
+        secret_key="k" * 64,
+        sqlite_fast_paths=True,
     )
     engine = create_engine(settings)
     async with engine.begin() as connection:
@@ -39,9 +42,30 @@ def test_starterkit_engines_use_it_on_sqlite_only() -> None:
         ("sqlite://", True),
         ("postgresql://u@localhost/db", False),
     ]:
-        kit = StarterKit(Settings(environment="test", database_url=url, secret_key="k" * 64))
+        kit = StarterKit(
+            Settings(
+                environment="test", database_url=url, secret_key="k" * 64, sqlite_fast_paths=True
+            )
+        )
         for engine in (kit.engine, kit.read_engine):
             assert isinstance(engine.dialect.dbapi, sqlite_driver.OneHopDBAPI) is expected, url
+
+
+async def test_one_setting_turns_every_sqlite_fast_path_off(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'plain.db'}"
+    fast = StarterKit(Settings(environment="test", database_url=url, sqlite_fast_paths=True))
+    plain = StarterKit(Settings(environment="test", database_url=url, sqlite_fast_paths=False))
+    try:
+        assert isinstance(fast.engine.dialect.dbapi, sqlite_driver.OneHopDBAPI)
+        assert fast.read_engine is not fast.engine
+        assert fast.user_cache.enabled
+        # The stock aiosqlite adapter, the main pool for reads, a query per request for users.
+        assert not isinstance(plain.engine.dialect.dbapi, sqlite_driver.OneHopDBAPI)
+        assert plain.read_engine is plain.engine
+        assert not plain.user_cache.enabled
+    finally:
+        await fast.aclose()
+        await plain.aclose()
 
 
 async def test_rows_counts_and_ids_come_back(engine: AsyncEngine) -> None:

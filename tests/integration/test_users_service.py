@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from starterkit import Settings, StarterKit
+from starterkit.audit import CLI
 from starterkit.exceptions import EmailTaken, InvalidPassword, InvalidRequest
 from starterkit.users.service import (
     create_user,
@@ -36,6 +37,8 @@ async def register(kit: StarterKit, email: str, password: str = PASSWORD) -> int
             password=password,
             hasher=kit.password_hasher,
             password_min_length=kit.settings.password_min_length,
+            origin=CLI,
+            now=kit.clock(),
         )
         await session.commit()
         return user.id

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 
 from starterkit import StarterKit
+from starterkit.audit import CLI
 from starterkit.users.service import create_user
 
 API = "/api/v1"
@@ -71,5 +72,7 @@ async def make_superuser(kit: StarterKit, email: str, password: str = PASSWORD) 
             hasher=kit.password_hasher,
             password_min_length=kit.settings.password_min_length,
             is_superuser=True,
+            origin=CLI,
+            now=kit.clock(),
         )
         await session.commit()

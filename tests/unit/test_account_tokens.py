@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 import jwt
 import pytest
 
-from starterkit.auth.account_tokens import AccountTokens, TokenPurpose
 from starterkit.db.models import User
 from starterkit.exceptions import InvalidAccountToken
+from starterkit.lifecycle.tokens import AccountTokens, TokenPurpose
 from tests.support.auth import FakeClock
 
 SECRET = "account-token-test-secret-0123456789abcdefghijklmnop"

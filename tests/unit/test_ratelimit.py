@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from starterkit.ratelimit import RateLimits, parse_limit
+from starterkit.ratelimit.counters import RateLimits, parse_limit
 
 pytestmark = pytest.mark.anyio
 

@@ -26,7 +26,7 @@ def test_defaults_give_an_embedded_development_setup() -> None:
     assert settings.api_prefix == "/api/v1"
     assert settings.access_token_expire_minutes == 15
     assert settings.password_min_length == 12
-    assert settings.uses_sqlite
+    assert settings.database_kind.is_sqlite
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from starterkit.checks import UnknownVariable, describe_unknown, unknown_variables
+from starterkit.cli.checks import UnknownVariable, describe_unknown, unknown_variables
 
 
 def test_a_typo_is_found_with_the_setting_it_resembles(tmp_path: Path) -> None:

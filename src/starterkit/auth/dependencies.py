@@ -5,23 +5,35 @@ annotations of the dependency functions built here at runtime.
 """
 
 import logging
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Annotated
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Annotated, Protocol
 
 from fastapi import Depends, Request, Response
 from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from starterkit.auth.tokens import AccessClaims
+from starterkit.auth.tokens import AccessClaims, TokenService
+from starterkit.auth.user_cache import UserCache
 from starterkit.db.models import User
 from starterkit.exceptions import AuthenticationFailed, InvalidToken, PermissionDenied
-
-if TYPE_CHECKING:
-    from starterkit.app import StarterKit
 
 logger = logging.getLogger("starterkit.auth")
 
 UserDependency = Callable[..., Awaitable[User]]
+SessionDependency = Callable[..., AsyncIterator[AsyncSession]]
 NOT_AUTHENTICATED = "Not authenticated."
+
+
+class Credentials(Protocol):
+    """What checking a caller needs: the runtime's token service and user rows."""
+
+    @property
+    def tokens(self) -> TokenService:
+        """Verifies access tokens."""
+
+    @property
+    def user_cache(self) -> UserCache:
+        """Loads the caller's current row."""
 
 
 def claims_of(request: Request) -> AccessClaims | None:
@@ -31,8 +43,9 @@ def claims_of(request: Request) -> AccessClaims | None:
 
 
 def build_user_dependency(
-    kit: "StarterKit",
+    credentials: Credentials,
     *,
+    token_url: str,
     active: bool = True,
     verified: bool = False,
     superuser: bool = False,
@@ -45,14 +58,14 @@ def build_user_dependency(
     deactivation and a bumped token version (logout-all, password change) take effect on the
     very next request.
 
-    The user is *detached* (it belongs to no session), so reading it costs nothing more; to
-    change it, add it to your session first: ``session.add(user)``.
+    The user is *detached* (it belongs to no session), so reading it costs nothing more; a
+    route that changes it takes it from :func:`attached_to_session` instead.
 
     Raises (as HTTP errors):
         401: no token, an invalid token, or a user that no longer matches it.
         403: the user lacks a required property (superuser, verified email).
     """
-    bearer = OAuth2PasswordBearer(tokenUrl=kit.token_url, auto_error=False)
+    bearer = OAuth2PasswordBearer(tokenUrl=token_url, auto_error=False)
 
     async def current_user(
         request: Request,
@@ -61,8 +74,8 @@ def build_user_dependency(
     ) -> User:
         if not token:
             raise AuthenticationFailed(NOT_AUTHENTICATED)
-        claims = kit.tokens.decode_access_token(token)
-        user = await kit.user_cache.get_user(claims.user_id)
+        claims = credentials.tokens.decode_access_token(token)
+        user = await credentials.user_cache.get_user(claims.user_id)
         if user is None or user.token_version != claims.token_version:
             raise InvalidToken
         if active and not user.is_active:
@@ -77,3 +90,23 @@ def build_user_dependency(
         return user
 
     return current_user
+
+
+def attached_to_session(
+    user_dependency: UserDependency, session_dependency: SessionDependency
+) -> UserDependency:
+    """A dependency returning the user of ``user_dependency`` added to the request's session.
+
+    FastAPI gives a request one value per dependency, so a route that also asks for
+    ``session_dependency`` gets that very session: changing the user and committing it writes
+    the change. Adding a detached user runs no SQL.
+    """
+
+    async def attached_user(
+        user: Annotated[User, Depends(user_dependency)],
+        session: Annotated[AsyncSession, Depends(session_dependency)],
+    ) -> User:
+        session.add(user)
+        return user
+
+    return attached_user

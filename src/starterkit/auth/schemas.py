@@ -10,7 +10,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from starterkit.auth.passwords import PASSWORD_MAX_LENGTH
 from starterkit.db.models import EMAIL_MAX_LENGTH
 from starterkit.schemas import InputModel, PlainStr
-from starterkit.users.schemas import LookupEmail
 
 # Login takes the email as typed: a malformed one simply fails like a wrong password.
 LoginEmail = Annotated[PlainStr, Field(min_length=1, max_length=EMAIL_MAX_LENGTH + 64)]
@@ -52,32 +51,3 @@ class SessionRead(BaseModel):
     user_agent: str | None
     ip: str | None
     current: bool = Field(default=False, description="The session of the calling token.")
-
-
-# Reset and verification tokens are JWTs of a few hundred characters.
-AccountTokenStr = Annotated[PlainStr, Field(min_length=1, max_length=2048)]
-
-
-class EmailRequest(InputModel):
-    """An email address, for ``/auth/forgot-password`` and ``/auth/request-verify``."""
-
-    email: LookupEmail
-
-
-class ResetPasswordRequest(InputModel):
-    """The token from a password-reset mail, and the new password."""
-
-    token: AccountTokenStr
-    new_password: LoginPassword
-
-
-class VerifyRequest(InputModel):
-    """The token from a verification mail."""
-
-    token: AccountTokenStr
-
-
-class Accepted(BaseModel):
-    """The request was taken; what follows happens in the background."""
-
-    detail: str

@@ -2,6 +2,9 @@
 
 Services take the database session first, never commit (the caller owns the unit of work, so a
 route commits once) and raise domain errors. Times come in as ``now`` so tests control them.
+Each account action records its audit event from the ``origin`` it is given; a refused login
+and a replayed refresh token are recorded before the error is raised, and the caller commits
+before answering so that the record (and a revocation) sticks.
 
 A *session* (``AuthSession``) is one login: a family of refresh tokens, each used exactly once
 to get the next. Using a token consumes it in one conditional UPDATE, so of N concurrent uses
@@ -18,9 +21,10 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm.attributes import set_committed_value
 
+from starterkit.audit import EventType, Origin, record_event
 from starterkit.auth.passwords import PasswordHasher
+from starterkit.auth.revocation import RevokeReason, revoke_all_sessions, revoke_session
 from starterkit.auth.tokens import TokenService
 from starterkit.db.models import USER_AGENT_MAX_LENGTH, AuthSession, RefreshToken, User
 from starterkit.exceptions import (
@@ -90,6 +94,66 @@ async def authenticate(
     return user
 
 
+async def log_in(
+    session: AsyncSession,
+    *,
+    email: str,
+    password: str,
+    hasher: PasswordHasher,
+    tokens: TokenService,
+    lifetimes: SessionLifetimes,
+    require_verified: bool,
+    origin: Origin,
+    now: datetime,
+) -> IssuedTokens:
+    """Check email and password and start a session; see :func:`authenticate`.
+
+    A refusal is recorded as ``login_failed`` (with the email as typed, for the audit log
+    only) before it is raised: the caller must commit then too.
+
+    Raises:
+        AuthenticationFailed: unknown email, wrong password or inactive account.
+        EmailNotVerified: the password was right but the email must be verified first.
+    """
+    try:
+        user = await authenticate(
+            session,
+            email=email,
+            password=password,
+            hasher=hasher,
+            require_verified=require_verified,
+        )
+    except (AuthenticationFailed, EmailNotVerified) as refusal:
+        user_id = refusal.user_id
+        # Never the typed email in the log (personal data, or a password typed into the wrong
+        # field); the audit log keeps it in the database.
+        who = f"user {user_id}" if user_id else "an unknown email"
+        logger.info("login failed for %s from %s", who, origin.ip)
+        record_event(
+            session,
+            event_type=EventType.LOGIN_FAILED,
+            origin=origin,
+            now=now,
+            user_id=user_id,
+            email=email.strip().lower(),
+        )
+        raise
+    issued = await start_session(
+        session,
+        user=user,
+        tokens=tokens,
+        lifetimes=lifetimes,
+        now=now,
+        user_agent=origin.user_agent,
+        ip=origin.ip,
+    )
+    record_event(
+        session, event_type=EventType.LOGIN_SUCCEEDED, origin=origin, now=now, user_id=user.id
+    )
+    logger.info("login: user %s, session %s, from %s", user.id, issued.session_id, origin.ip)
+    return issued
+
+
 async def start_session(
     session: AsyncSession,
     *,
@@ -156,15 +220,16 @@ async def rotate_refresh_token(
     refresh_token: str,
     tokens: TokenService,
     lifetimes: SessionLifetimes,
+    origin: Origin,
     now: datetime,
-    ip: str | None = None,
 ) -> IssuedTokens:
     """Exchange a refresh token for a new pair, consuming it.
 
     Raises:
-        InvalidToken: unknown, expired, revoked or already used. A token that was already used
-            revokes its session (reuse detection) before this is raised; the caller must
-            commit even on this error so the revocation sticks.
+        RefreshTokenReused: the token was already used: its session is revoked and
+            ``refresh_token_reused`` recorded before this is raised.
+        InvalidToken: unknown, expired or revoked, or its user is inactive (whose session is
+            then revoked). The caller must commit even on these errors so revocations stick.
     """
     digest = tokens.hash_refresh_token(refresh_token)
     live_sessions = select(AuthSession.id).where(
@@ -186,17 +251,24 @@ async def rotate_refresh_token(
     if row is None:
         reused = await _detect_reuse(session, digest=digest, now=now)
         if reused is not None:
+            record_event(
+                session,
+                event_type=EventType.REFRESH_TOKEN_REUSED,
+                origin=origin,
+                now=now,
+                user_id=reused.user_id,
+            )
             raise RefreshTokenReused(user_id=reused.user_id, session_id=reused.id)
         raise InvalidToken
     token_id, session_id = row
     auth_session = await session.get_one(AuthSession, session_id)
     user = await session.get_one(User, auth_session.user_id)
     if not user.is_active:
-        _revoke(auth_session, now, reason="inactive")
+        revoke_session(auth_session, now, reason=RevokeReason.INACTIVE)
         raise InvalidToken
     auth_session.last_used_at = now
-    if ip is not None:
-        auth_session.ip = ip
+    if origin.ip is not None:
+        auth_session.ip = origin.ip
     return await _issue(
         session, user=user, auth_session=auth_session, parent_id=token_id, tokens=tokens,
         lifetimes=lifetimes, now=now,
@@ -216,61 +288,48 @@ async def _detect_reuse(session: AsyncSession, *, digest: str, now: datetime) ->
     token, auth_session = match
     if token.used_at is None or auth_session.revoked_at is not None:
         return None  # expired, or its session already ended: a plain failure
-    _revoke(auth_session, now, reason="reuse")
+    revoke_session(auth_session, now, reason=RevokeReason.REUSE)
     logger.warning(
         "refresh token reuse: revoked session %s of user %s", auth_session.id, auth_session.user_id
     )
     return auth_session
 
 
-def _revoke(auth_session: AuthSession, now: datetime, *, reason: str) -> None:
-    if auth_session.revoked_at is None:
-        auth_session.revoked_at = now
-        auth_session.revoked_reason = reason
-
-
-async def end_session_by_refresh_token(
-    session: AsyncSession, *, refresh_token: str, tokens: TokenService, now: datetime
+async def log_out(
+    session: AsyncSession,
+    *,
+    refresh_token: str,
+    tokens: TokenService,
+    origin: Origin,
+    now: datetime,
 ) -> AuthSession | None:
-    """Log out the session a refresh token belongs to; return it (None if unknown)."""
+    """End the session a refresh token belongs to; return it (None if unknown or ended)."""
     found = await session.execute(
         select(AuthSession)
         .join(RefreshToken, RefreshToken.session_id == AuthSession.id)
         .where(RefreshToken.token_hash == tokens.hash_refresh_token(refresh_token))
     )
     auth_session = found.scalar_one_or_none()
-    if auth_session is not None and auth_session.revoked_at is None:
-        _revoke(auth_session, now, reason="logout")
-        return auth_session
-    return None
+    if auth_session is None or auth_session.revoked_at is not None:
+        return None
+    revoke_session(auth_session, now, reason=RevokeReason.LOGOUT)
+    record_event(
+        session, event_type=EventType.LOGOUT, origin=origin, now=now, user_id=auth_session.user_id
+    )
+    return auth_session
 
 
-async def end_all_sessions(
-    session: AsyncSession, *, user: User, now: datetime, reason: str = "logout-all"
+async def log_out_everywhere(
+    session: AsyncSession, *, user: User, origin: Origin, now: datetime
 ) -> None:
-    """Revoke every session of ``user`` and invalidate their outstanding access tokens.
+    """End every session of ``user`` and invalidate all their access tokens.
 
-    The token version is bumped in the database (``token_version + 1``), not read, changed and
-    written back: concurrent bumps all count, and a user deleted meanwhile is simply left
-    alone (their sessions went with them) instead of failing the flush with a 500.
+    An account deleted meanwhile has nothing left to end, and no event is recorded for it.
     """
-    await session.execute(
-        update(AuthSession)
-        .where(AuthSession.user_id == user.id, AuthSession.revoked_at.is_(None))
-        .values(revoked_at=now, revoked_reason=reason)
-        .execution_options(synchronize_session=False)
-    )
-    bumped = await session.execute(
-        update(User)
-        .where(User.id == user.id)
-        .values(token_version=User.token_version + 1)
-        .returning(User.token_version)
-        .execution_options(synchronize_session=False)
-    )
-    version = bumped.scalar_one_or_none()
-    if version is not None:
-        # Already stored: record it as loaded, so the next flush does not write it again.
-        set_committed_value(user, "token_version", version)
+    if await revoke_all_sessions(session, user=user, now=now, reason=RevokeReason.LOGOUT_ALL):
+        record_event(
+            session, event_type=EventType.LOGOUT_ALL, origin=origin, now=now, user_id=user.id
+        )
 
 
 async def list_active_sessions(
@@ -290,7 +349,7 @@ async def list_active_sessions(
 
 
 async def end_session(
-    session: AsyncSession, *, user_id: int, session_id: int, now: datetime
+    session: AsyncSession, *, user_id: int, session_id: int, origin: Origin, now: datetime
 ) -> None:
     """End one of the user's own sessions.
 
@@ -305,7 +364,10 @@ async def end_session(
         or auth_session.expires_at <= now
     ):
         raise NotFound("Session not found.")
-    _revoke(auth_session, now, reason="ended")
+    revoke_session(auth_session, now, reason=RevokeReason.ENDED)
+    record_event(
+        session, event_type=EventType.SESSION_ENDED, origin=origin, now=now, user_id=user_id
+    )
 
 
 async def purge_expired_sessions(session: AsyncSession, *, now: datetime) -> int:

@@ -19,23 +19,38 @@ never waits for a lock: if SQLite is busy, or the table is missing (a database n
 head), the request loads the row as if nothing were cached.
 
 Other databases have no such counter, so there the cache is off and every request loads the
-row: several processes may write and nothing would tell this one.
+row: several processes may write and nothing would tell this one. SQLITE_FAST_PATHS=false turns
+it off on SQLite too.
+
+SQLite drops a table's triggers with the table, and Alembic's batch mode on SQLite recreates
+tables for most column changes. So the triggers are not taken on trust: whenever the schema
+has changed (``PRAGMA schema_version``, read only after a commit elsewhere), their presence is
+checked again, and while either is missing the cache is off (every request loads the row) and
+a warning says so. A migration that recreates ``users`` should create them again to get the
+speed back, but forgetting it costs speed, never correctness.
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 from typing import Any
 
 from sqlalchemy import bindparam, inspect, select
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import make_transient_to_detached
 
 from starterkit.db.models import User
 
 MAX_CACHED_USERS = 10_000
+VERSION_TRIGGERS = ("users_version_after_update", "users_version_after_delete")
+_COUNT_TRIGGERS = (
+    "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'users'"
+    " AND name IN (?, ?)"
+)
+
+logger = logging.getLogger("starterkit.auth")
 
 _USER_MAPPER = inspect(User)
 # The row by primary key, as a Core statement built once: an ORM Session.get costs several
@@ -58,14 +73,8 @@ def detached_user(row: dict[str, Any]) -> User:
     return user
 
 
-def sqlite_file_of(database_url: str) -> str | None:
-    """The file behind a SQLite URL, or None for other databases and in-memory SQLite."""
-    url = make_url(database_url)
-    if url.get_backend_name() != "sqlite" or url.query.get("uri"):
-        return None
-    if url.database in (None, "", ":memory:") or url.database.startswith("file:"):
-        return None
-    return url.database
+class _TriggersMissing(sqlite3.Error):
+    """A migration dropped the triggers that keep ``users_version`` true."""
 
 
 class UsersVersion:
@@ -75,6 +84,8 @@ class UsersVersion:
         self._path = path
         self._connection: sqlite3.Connection | None = None
         self._seen: tuple[int, int] | None = None  # (data_version, users version) last read
+        self._checked_schema: int | None = None  # schema_version whose triggers were there
+        self._warned = False
         # Apps may serve from several threads (test clients do); the connection is shared.
         self._lock = threading.Lock()
 
@@ -83,6 +94,15 @@ class UsersVersion:
         with self._lock:
             try:
                 return self._read()
+            except _TriggersMissing:
+                if not self._warned:
+                    self._warned = True
+                    logger.warning(
+                        "the users_version triggers are missing (a migration recreated the users "
+                        "table?); every request loads its user until they are created again"
+                    )
+                self._close()
+                return None
             except sqlite3.Error:
                 self._close()
                 return None
@@ -101,6 +121,7 @@ class UsersVersion:
         (data_version,) = self._connection.execute("PRAGMA data_version").fetchone()
         if self._seen is not None and self._seen[0] == data_version:
             return self._seen[1]  # nobody else has committed anything since
+        self._check_triggers(self._connection)
         # Read after the pragma: a commit between the two shows in this number now and in
         # the pragma next time, so it is never missed.
         (version,) = self._connection.execute(
@@ -109,12 +130,22 @@ class UsersVersion:
         self._seen = (data_version, version)
         return int(version)
 
+    def _check_triggers(self, connection: sqlite3.Connection) -> None:
+        (schema_version,) = connection.execute("PRAGMA schema_version").fetchone()
+        if schema_version == self._checked_schema:
+            return
+        (found,) = connection.execute(_COUNT_TRIGGERS, VERSION_TRIGGERS).fetchone()
+        if found != len(VERSION_TRIGGERS):
+            raise _TriggersMissing
+        self._checked_schema = schema_version
+
     def close(self) -> None:
         with self._lock:
             self._close()
 
     def _close(self) -> None:
         self._seen = None
+        self._checked_schema = None
         if self._connection is not None:
             self._connection.close()
             self._connection = None
@@ -125,14 +156,21 @@ class UserCache:
 
     def __init__(
         self,
-        database_url: str,
         engine: AsyncEngine,
         *,
+        sqlite_file: str | None,
         max_users: int = MAX_CACHED_USERS,
     ) -> None:
-        path = sqlite_file_of(database_url)
+        """Load rows through ``engine``; cache them only with a ``sqlite_file`` to watch.
+
+        Args:
+            engine: runs the one-row queries.
+            sqlite_file: the SQLite database whose ``users_version`` says when rows changed;
+                None turns the cache off (other databases, SQLITE_FAST_PATHS=false).
+            max_users: rows kept at most; the least recently loaded go first.
+        """
         self._engine = engine
-        self._version = UsersVersion(path) if path is not None else None
+        self._version = UsersVersion(sqlite_file) if sqlite_file is not None else None
         self._max_users = max_users
         self._rows: dict[int, tuple[int, dict[str, Any]]] = {}
 

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import StaticPool
 
 from starterkit.db import sqlite_driver
-from starterkit.settings import Settings
+from starterkit.settings import DatabaseKind, Settings
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -34,10 +34,20 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
-def _sqlite_module() -> dict[str, Any]:
+def _sqlite_module(settings: Settings) -> dict[str, Any]:
     # One thread hand-off per statement instead of four; see sqlite_driver.
-    module = sqlite_driver.dbapi()
+    module = sqlite_driver.dbapi() if settings.sqlite_fast_paths else None
     return {"module": module} if module is not None else {}
+
+
+def sqlite_file_of(settings: Settings) -> str | None:
+    """The file of a SQLite database, or None for PostgreSQL, in-memory SQLite and URIs."""
+    if settings.database_kind is not DatabaseKind.SQLITE_FILE:
+        return None
+    url = make_url(settings.database_url)
+    if url.query.get("uri") or url.database is None or url.database.startswith("file:"):
+        return None
+    return url.database
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
@@ -47,11 +57,11 @@ def create_engine(settings: Settings) -> AsyncEngine:
     waiting for a pooled connection is bounded by ``database_pool_timeout`` so exhaustion turns
     into a quick 503 instead of a hung request.
     """
-    url = make_url(settings.database_url)
+    kind = settings.database_kind
     options: dict[str, Any] = {}
-    if url.get_backend_name() == "sqlite":
-        options.update(_sqlite_module())
-        if url.database in (None, "", ":memory:"):
+    if kind.is_sqlite:
+        options.update(_sqlite_module(settings))
+        if kind is DatabaseKind.SQLITE_MEMORY:
             # One shared connection, or every session would see its own empty database.
             options["poolclass"] = StaticPool
     else:
@@ -63,8 +73,8 @@ def create_engine(settings: Settings) -> AsyncEngine:
             pool_timeout=settings.database_pool_timeout,
             connect_args={"timeout": settings.database_pool_timeout},
         )
-    engine = create_async_engine(url, **options)
-    if url.get_backend_name() == "sqlite":
+    engine = create_async_engine(settings.database_url, **options)
+    if kind.is_sqlite:
         event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
     return engine
 
@@ -86,19 +96,20 @@ def create_read_engine(settings: Settings, engine: AsyncEngine) -> AsyncEngine:
 
     On PostgreSQL it shares ``engine``'s pool but runs in autocommit mode, which saves the
     BEGIN and ROLLBACK round trips around the one SELECT. In-memory SQLite has one connection
-    anyway, so ``engine`` itself is returned.
+    anyway, and SQLITE_FAST_PATHS=false asks for no second engine: ``engine`` itself is
+    returned then.
     """
-    url = make_url(settings.database_url)
-    if url.get_backend_name() != "sqlite":
+    kind = settings.database_kind
+    if kind is DatabaseKind.POSTGRESQL:
         return engine.execution_options(isolation_level="AUTOCOMMIT")
-    if url.database in (None, "", ":memory:"):
+    if kind is DatabaseKind.SQLITE_MEMORY or not settings.sqlite_fast_paths:
         return engine
     reads = create_async_engine(
-        url,
+        settings.database_url,
         pool_size=1,
         max_overflow=0,
         pool_timeout=settings.database_pool_timeout,
-        **_sqlite_module(),
+        **_sqlite_module(settings),
     )
     event.listen(reads.sync_engine, "connect", _sqlite_on_connect)
     return reads

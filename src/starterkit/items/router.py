@@ -1,35 +1,28 @@
 """``/items`` routes: owned CRUD, newest-first pages, ETags and the per-user read cache.
 
-Built by :func:`build_items_router` for one :class:`StarterKit`; mount it under any prefix.
-No ``from __future__ import annotations`` here: FastAPI reads these annotations at runtime.
+Built by :func:`build_items_router` for one runtime; mount it under any prefix. Writes go
+through :mod:`starterkit.items.service` with the request's session; reads come rendered and
+cached from :mod:`starterkit.items.reads`. No ``from __future__ import annotations`` here:
+FastAPI reads these annotations at runtime.
 """
 
-import hashlib
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Annotated, Any
-from urllib.parse import urlencode
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from starterkit.cache import CachedResponse
-from starterkit.db.models import Item, User
+from starterkit.db.models import User
+from starterkit.errors import error_responses
 from starterkit.items import service
+from starterkit.items.reads import ItemReads
 from starterkit.items.schemas import ItemCreate, ItemPage, ItemPatch, ItemRead
-from starterkit.schemas import MAX_DB_INT, error_responses
-
-if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
-
-    from starterkit.app import StarterKit
+from starterkit.runtime import Runtime
+from starterkit.schemas import MAX_DB_INT
 
 ItemId = Annotated[int, Path(ge=1, le=MAX_DB_INT)]
 _JSON = "application/json"
-
-
-def etag_of(body: bytes) -> str:
-    """A strong ETag for a response body."""
-    return '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
 
 
 def _matches(if_none_match: str | None, etag: str) -> bool:
@@ -47,59 +40,14 @@ def conditional_response(request: Request, cached: CachedResponse) -> Response:
     return Response(content=cached.body, media_type=_JSON, headers=headers)
 
 
-async def render_page(
-    reader: service.Reader,
-    user: User,
-    *,
-    limit: int,
-    offset: int,
-    cursor: service.Cursor | None,
-) -> bytes:
-    """The JSON of one page: keyset after ``cursor`` if given, else by ``offset``."""
-    page: dict[str, Any] = {"limit": limit}
-    if cursor is not None:
-        items, next_cursor = await service.list_items_after(
-            reader, user=user, limit=limit, cursor=cursor
-        )
-        page.update(total=None, offset=None)
-    else:
-        items, total = await service.list_items_page(reader, user=user, limit=limit, offset=offset)
-        more = bool(items) and offset + len(items) < total
-        next_cursor = service.Cursor.after(items[-1]) if more else None
-        page.update(total=total, offset=offset)
-    page.update(items=items, next_cursor=next_cursor.encode() if next_cursor else None)
-    # One validation call for the whole page, reading the rows' attributes.
-    return ItemPage.model_validate(page, from_attributes=True).model_dump_json().encode()
-
-
-def build_items_router(kit: "StarterKit", *, tags: Sequence[str] = ("items",)) -> APIRouter:
+def build_items_router(kit: Runtime, *, tags: Sequence[str] = ("items",)) -> APIRouter:
     """The items routes of ``kit``; include it with any prefix (``create_app`` uses /items)."""
     router = APIRouter(tags=list(tags))
     Session = Annotated[AsyncSession, Depends(kit.db_session)]
     CurrentUser = Annotated[User, Depends(kit.current_user)]
-
-    # Reads open a session only when the cache cannot answer: a session dependency would
-    # cost every request, hits included, FastAPI's per-dependency setup and teardown.
-    async def cached_read(
-        request: Request, user: User, route: str, render: "Callable[[], Awaitable[bytes]]"
-    ) -> Response:
-        # Superusers see everyone's items, so their reads depend on every owner's writes:
-        # they are never cached.
-        if user.is_superuser:
-            body = await render()
-            return conditional_response(request, CachedResponse(body, etag_of(body)))
-        lookup = await kit.cache.lookup(user.id, route)
-        if lookup.hit is not None:
-            return conditional_response(request, lookup.hit)
-        body = await render()
-        fresh = CachedResponse(body, etag_of(body))
-        await kit.cache.store(lookup, fresh)
-        return conditional_response(request, fresh)
-
-    async def written(item: Item, actor: User) -> None:
-        await kit.cache.invalidate(item.owner_id)
-        if actor.id != item.owner_id:
-            await kit.cache.invalidate(actor.id)
+    # Reads need no session dependency: it would cost every request, cache hits included,
+    # FastAPI's per-dependency setup and teardown.
+    reads = ItemReads(kit.read_engine, kit.cache)
 
     @router.post(
         "",
@@ -118,7 +66,7 @@ def build_items_router(kit: "StarterKit", *, tags: Sequence[str] = ("items",)) -
             now=kit.clock(),
         )
         await session.commit()
-        await written(item, user)
+        await reads.forget(item, user)
         return item
 
     @router.get(
@@ -150,17 +98,8 @@ def build_items_router(kit: "StarterKit", *, tags: Sequence[str] = ("items",)) -
         pages shift when items are added between requests.
         """
         start = offset if offset is not None else (skip or 0)
-        position = service.Cursor.decode(cursor) if cursor is not None else None
-        query = {"limit": limit, **({"cursor": cursor} if cursor else {"offset": start})}
-        route = "items?" + urlencode(sorted(query.items()))
-
-        async def render() -> bytes:
-            async with kit.read_engine.connect() as connection:
-                return await render_page(
-                    connection, user, limit=limit, offset=start, cursor=position
-                )
-
-        return await cached_read(request, user, route, render)
+        page = await reads.page(user, limit=limit, offset=start, cursor=cursor)
+        return conditional_response(request, page)
 
     @router.get(
         "/{item_id}",
@@ -173,13 +112,7 @@ def build_items_router(kit: "StarterKit", *, tags: Sequence[str] = ("items",)) -
     )
     async def read_item(item_id: ItemId, request: Request, user: CurrentUser) -> Response:
         """One item. Someone else's is 404, exactly like one that does not exist."""
-
-        async def render() -> bytes:
-            async with kit.read_engine.connect() as connection:
-                item = await service.read_item(connection, item_id=item_id, user=user)
-                return ItemRead.model_validate(item).model_dump_json().encode()
-
-        return await cached_read(request, user, f"items/{item_id}", render)
+        return conditional_response(request, await reads.one(user, item_id))
 
     @router.put(
         "/{item_id}",
@@ -199,7 +132,7 @@ def build_items_router(kit: "StarterKit", *, tags: Sequence[str] = ("items",)) -
             changes={"title": payload.title, "description": payload.description},
         )
         await session.commit()
-        await written(item, user)
+        await reads.forget(item, user)
         return item
 
     @router.patch(
@@ -216,7 +149,7 @@ def build_items_router(kit: "StarterKit", *, tags: Sequence[str] = ("items",)) -
         item = await service.get_item(session, item_id=item_id, user=user)
         await service.update_item(session, item, now=kit.clock(), changes=changes)
         await session.commit()
-        await written(item, user)
+        await reads.forget(item, user)
         return item
 
     @router.delete(
@@ -230,7 +163,7 @@ def build_items_router(kit: "StarterKit", *, tags: Sequence[str] = ("items",)) -
         item = await service.get_item(session, item_id=item_id, user=user)
         await service.delete_item(session, item=item)
         await session.commit()
-        await written(item, user)
+        await reads.forget(item, user)
         return Response(status_code=204)
 
     return router

@@ -5,17 +5,18 @@ No ``from __future__ import annotations`` here: FastAPI reads these annotations 
 """
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from starterkit.auth.events import EventType, list_events, origin_of, record_event
-from starterkit.auth.lifecycle_mail import mail_verification
+from starterkit.audit import Origin, list_events
 from starterkit.db.models import User
-from starterkit.exceptions import InvalidRequest
-from starterkit.ratelimit import limit_per_client, limit_per_user, parse_limit, raise_if_refused
-from starterkit.schemas import MAX_DB_INT, error_responses
+from starterkit.errors import error_responses
+from starterkit.lifecycle.mail import mail_verification
+from starterkit.ratelimit.counters import parse_limit, raise_if_refused
+from starterkit.runtime import Runtime
+from starterkit.schemas import MAX_DB_INT
 from starterkit.users import service
 from starterkit.users.schemas import (
     EventPage,
@@ -28,22 +29,21 @@ from starterkit.users.schemas import (
     UserUpdateMe,
 )
 
-if TYPE_CHECKING:
-    from starterkit.app import StarterKit
-
 UserId = Annotated[int, Path(ge=1, le=MAX_DB_INT)]
 
 
-def build_users_router(kit: "StarterKit", *, tags: Sequence[str] = ("users",)) -> APIRouter:
+def build_users_router(kit: Runtime, *, tags: Sequence[str] = ("users",)) -> APIRouter:
     """The users routes of ``kit``; include it with any prefix (``create_app`` uses /users)."""
     router = APIRouter(tags=list(tags))
     Session = Annotated[AsyncSession, Depends(kit.db_session)]
     CurrentUser = Annotated[User, Depends(kit.current_user)]
+    AttachedUser = Annotated[User, Depends(kit.attached_user)]
     Superuser = Annotated[User, Depends(kit.current_superuser)]
+    RequestOrigin = Annotated[Origin, Depends(kit.request_origin)]
     settings = kit.settings
-    register_limit = Depends(limit_per_client(kit, "register", settings.auth_register_rate_limit))
-    password_limit = Depends(limit_per_user(kit, "password", settings.auth_password_rate_limit))
-    password_limit_item = parse_limit(settings.auth_password_rate_limit)
+    register_limit = Depends(kit.limit_per_client("register", settings.auth_register_rate_limit))
+    password_limit = Depends(kit.limit_per_user("password", settings.auth_password_rate_limit))
+    password_limit_windows = parse_limit(settings.auth_password_rate_limit)
 
     @router.post(
         "",
@@ -53,7 +53,9 @@ def build_users_router(kit: "StarterKit", *, tags: Sequence[str] = ("users",)) -
         dependencies=[register_limit],
         responses=error_responses(409, 422, 429),
     )
-    async def register(payload: UserCreate, request: Request, session: Session) -> Any:
+    async def register(
+        payload: UserCreate, request: Request, origin: RequestOrigin, session: Session
+    ) -> Any:
         """Create an account. It is never a superuser and always starts active.
 
         The password must be long enough, not the email and not a common password (422
@@ -64,18 +66,13 @@ def build_users_router(kit: "StarterKit", *, tags: Sequence[str] = ("users",)) -
             email=payload.email,
             password=payload.password,
             hasher=kit.password_hasher,
-            password_min_length=kit.settings.password_min_length,
+            password_min_length=settings.password_min_length,
             full_name=payload.full_name,
-        )
-        record_event(
-            session,
-            event_type=EventType.USER_REGISTERED,
-            origin=origin_of(request, settings.trusted_proxies),
+            origin=origin,
             now=kit.clock(),
-            user_id=user.id,
         )
         await session.commit()
-        await kit.hooks.fire("on_after_register", user, request)
+        await kit.hooks.after_register(user, request)
         return user
 
     @router.get("/me", name="users:me", response_model=UserRead, responses=error_responses(401))
@@ -90,7 +87,11 @@ def build_users_router(kit: "StarterKit", *, tags: Sequence[str] = ("users",)) -
         responses=error_responses(400, 401, 409, 422, 429),
     )
     async def update_me(
-        payload: UserUpdateMe, request: Request, user: CurrentUser, session: Session
+        payload: UserUpdateMe,
+        request: Request,
+        user: AttachedUser,
+        origin: RequestOrigin,
+        session: Session,
     ) -> Any:
         """Change your display name (`null` clears it) or your email address.
 
@@ -98,31 +99,21 @@ def build_users_router(kit: "StarterKit", *, tags: Sequence[str] = ("users",)) -
         attempts count against AUTH_PASSWORD_RATE_LIMIT), is 409 if another account has it,
         makes the account unverified and mails a verification link to the new address.
         """
-        session.add(user)  # kit.current_user is detached
-        fields = payload.model_fields_set
         if payload.email is not None:
             # Each attempt verifies a password: limit them like password changes.
-            state = await kit.rate_limits.hit("password", password_limit_item, str(user.id))
+            state = await kit.rate_limits.hit("password", password_limit_windows, str(user.id))
             raise_if_refused(state)
-        old_email = user.email
         email_changed = await service.update_own_account(
             session,
             user=user,
             hasher=kit.password_hasher,
             full_name=payload.full_name,
-            clear_full_name="full_name" in fields and payload.full_name is None,
+            clear_full_name="full_name" in payload.model_fields_set and payload.full_name is None,
             new_email=payload.email,
             current_password=payload.current_password,
+            origin=origin,
+            now=kit.clock(),
         )
-        if email_changed:
-            record_event(
-                session,
-                event_type=EventType.EMAIL_CHANGED,
-                origin=origin_of(request, settings.trusted_proxies),
-                now=kit.clock(),
-                user_id=user.id,
-                email=old_email,
-            )
         await session.commit()
         if email_changed:
             kit.background.spawn(
@@ -139,32 +130,29 @@ def build_users_router(kit: "StarterKit", *, tags: Sequence[str] = ("users",)) -
         responses=error_responses(400, 401, 422, 429),
     )
     async def change_password(
-        payload: PasswordChange, request: Request, user: CurrentUser, session: Session
+        payload: PasswordChange,
+        request: Request,
+        user: AttachedUser,
+        origin: RequestOrigin,
+        session: Session,
     ) -> None:
         """Change your password. Ends every session and access token, this one included.
 
         A wrong `current_password` is 400 (you are still signed in); a new password that
         breaks the rules is 422.
         """
-        session.add(user)  # kit.current_user is detached
         await service.change_password(
             session,
             user=user,
             current_password=payload.current_password,
             new_password=payload.new_password,
             hasher=kit.password_hasher,
-            password_min_length=kit.settings.password_min_length,
+            password_min_length=settings.password_min_length,
+            origin=origin,
             now=kit.clock(),
-        )
-        record_event(
-            session,
-            event_type=EventType.PASSWORD_CHANGED,
-            origin=origin_of(request, settings.trusted_proxies),
-            now=kit.clock(),
-            user_id=user.id,
         )
         await session.commit()
-        await kit.hooks.fire("on_after_password_change", user, request)
+        await kit.hooks.after_password_change(user, request)
 
     @router.get(
         "",
@@ -206,8 +194,8 @@ def build_users_router(kit: "StarterKit", *, tags: Sequence[str] = ("users",)) -
     async def update_user(
         user_id: UserId,
         payload: UserUpdateAdmin,
-        request: Request,
         admin: Superuser,
+        origin: RequestOrigin,
         session: Session,
     ) -> Any:
         """Activate, deactivate, promote or demote an account (superusers only).
@@ -216,29 +204,17 @@ def build_users_router(kit: "StarterKit", *, tags: Sequence[str] = ("users",)) -
         deactivate or demote yourself, so the last superuser cannot lock everyone out by
         accident.
         """
-        user = await service.get_user(session, user_id)
-        if user.id == admin.id and (payload.is_active is False or payload.is_superuser is False):
-            raise InvalidRequest("You cannot deactivate or demote your own account.")
-        fields = payload.model_fields_set
-        was_active = user.is_active
-        await service.set_user_flags(
+        user = await service.update_user(
             session,
-            user=user,
-            now=kit.clock(),
+            user=await service.get_user(session, user_id),
+            actor=admin,
             is_active=payload.is_active,
             is_superuser=payload.is_superuser,
             full_name=payload.full_name,
-            clear_full_name="full_name" in fields and payload.full_name is None,
+            clear_full_name="full_name" in payload.model_fields_set and payload.full_name is None,
+            origin=origin,
+            now=kit.clock(),
         )
-        if user.is_active != was_active:
-            event = EventType.USER_REACTIVATED if user.is_active else EventType.USER_DEACTIVATED
-            record_event(
-                session,
-                event_type=event,
-                origin=origin_of(request, settings.trusted_proxies),
-                now=kit.clock(),
-                user_id=user.id,
-            )
         await session.commit()
         return user
 
@@ -274,9 +250,7 @@ def build_users_router(kit: "StarterKit", *, tags: Sequence[str] = ("users",)) -
     async def delete_user(user_id: UserId, admin: Superuser, session: Session) -> Response:
         """Delete an account with its items and sessions (superusers only; not yourself)."""
         user = await service.get_user(session, user_id)
-        if user.id == admin.id:
-            raise InvalidRequest("You cannot delete your own account.")
-        await service.delete_user(session, user=user)
+        await service.delete_user(session, user=user, actor=admin)
         await session.commit()
         return Response(status_code=204)
 

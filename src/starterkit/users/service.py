@@ -1,16 +1,25 @@
-"""Account rules and queries. Takes a session first; never commits; never imports FastAPI."""
+"""Accounts: the email and password rules, and every change to a users row.
+
+Each account action takes the session first and the ``origin`` and ``now`` of the change,
+records its audit event in the caller's unit of work and never commits: a route or command
+reads *parse, call, commit, fire the hook*. Who may do what to whom (nobody deactivates,
+demotes or deletes their own account) is decided here too, so the API and the CLI agree.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 
+from starterkit.audit import EventType, Origin, record_event
 from starterkit.auth.passwords import PasswordHasher, check_new_password
+from starterkit.auth.revocation import RevokeReason, revoke_all_sessions
 from starterkit.db.models import EMAIL_MAX_LENGTH, User
 from starterkit.exceptions import (
     EmailTaken,
@@ -78,11 +87,13 @@ async def create_user(
     password: str,
     hasher: PasswordHasher,
     password_min_length: int,
+    origin: Origin,
+    now: datetime,
     full_name: str | None = None,
     is_superuser: bool = False,
     is_verified: bool = False,
 ) -> User:
-    """Create an account after applying the email and password rules; the caller commits.
+    """Create an account after applying the email and password rules.
 
     Raises:
         InvalidRequest: the email is not valid.
@@ -107,6 +118,9 @@ async def create_user(
     except IntegrityError:
         # Lost a race with a concurrent registration of the same email.
         raise EmailTaken from None
+    record_event(
+        session, event_type=EventType.USER_REGISTERED, origin=origin, now=now, user_id=user.id
+    )
     return user
 
 
@@ -134,6 +148,8 @@ async def update_own_account(
     *,
     user: User,
     hasher: PasswordHasher,
+    origin: Origin,
+    now: datetime,
     full_name: str | None = None,
     clear_full_name: bool = False,
     new_email: str | None = None,
@@ -145,7 +161,7 @@ async def update_own_account(
     address has not been shown to be theirs). Giving the current email again changes nothing.
 
     Returns:
-        Whether the email changed.
+        Whether the email changed (the caller then mails a verification link).
 
     Raises:
         WrongPassword: a new email came with a wrong ``current_password``.
@@ -157,25 +173,32 @@ async def update_own_account(
     """
     if full_name is not None or clear_full_name:
         user.full_name = full_name
-    email_changed = False
+    old_email = user.email
     if new_email is not None:
         if current_password is None:
             raise InvalidRequest("current_password is required to change the email address.")
-        ok, _ = await hasher.verify_and_update(current_password, user.hashed_password)
-        if not ok:
-            raise WrongPassword
+        await _check_current_password(user, current_password, hasher)
         normalized = normalize_email(new_email)
         if normalized != user.email:
             if await get_user_by_email(session, normalized) is not None:
                 raise EmailTaken
             user.email = normalized
             user.is_verified = False
-            email_changed = True
     try:
         await _flush_unless_deleted(session, InvalidToken())
     except IntegrityError:
         raise EmailTaken from None  # lost a race with another account taking this email
-    return email_changed
+    if user.email == old_email:
+        return False
+    record_event(
+        session,
+        event_type=EventType.EMAIL_CHANGED,
+        origin=origin,
+        now=now,
+        user_id=user.id,
+        email=old_email,
+    )
+    return True
 
 
 async def change_password(
@@ -186,62 +209,146 @@ async def change_password(
     new_password: str,
     hasher: PasswordHasher,
     password_min_length: int,
+    origin: Origin,
     now: datetime,
 ) -> None:
-    """Replace the password after checking the current one; end every session.
+    """Replace the password after checking the current one; see :func:`set_password`.
 
     Raises:
         WrongPassword: ``current_password`` is not the account's password.
         InvalidPassword: the new password breaks a rule (``field`` is ``new_password``).
-        InvalidToken: the account was deleted by a concurrent request meanwhile.
+        InvalidToken: the account was deleted or its password changed by a concurrent
+            request meanwhile: this caller's token is as dead as after that change.
     """
-    from starterkit.auth.service import end_all_sessions  # noqa: PLC0415 - avoids a cycle
-
-    ok, _ = await hasher.verify_and_update(current_password, user.hashed_password)
-    if not ok:
-        raise WrongPassword
-    check_new_password(
-        new_password, email=user.email, min_length=password_min_length, field="new_password"
+    await _check_current_password(user, current_password, hasher)
+    await set_password(
+        session,
+        user=user,
+        new_password=new_password,
+        hasher=hasher,
+        password_min_length=password_min_length,
+        origin=origin,
+        now=now,
+        stale=InvalidToken(),
     )
-    user.hashed_password = await hasher.hash(new_password)
-    await end_all_sessions(session, user=user, now=now, reason="password-change")
-    # The caller's own account is gone: its token is as dead as after a deletion.
-    await _flush_unless_deleted(session, InvalidToken())
 
 
-async def set_user_flags(
+async def set_password(
     session: AsyncSession,
     *,
     user: User,
+    new_password: str,
+    hasher: PasswordHasher,
+    password_min_length: int,
+    origin: Origin,
+    now: datetime,
+    stale: StarterKitError,
+    reset: bool = False,
+) -> None:
+    """The one way a password is set: by its owner, by a reset link, or with the CLI.
+
+    Applies the password rules, stores the new hash, ends every session and access token of
+    the account and records ``password_changed`` (or ``password_reset``). The row is written
+    only if its email and hash are still the ones ``user`` was read with, so of two concurrent
+    changes (or two uses of one reset link) exactly one wins.
+
+    Args:
+        stale: raised when the row changed or went away since ``user`` was read.
+        reset: the change redeems a password-reset link, which proves control of the
+            mailbox: the email counts as verified afterwards.
+
+    Raises:
+        InvalidPassword: the new password breaks a rule (``field`` is ``new_password``).
+    """
+    check_new_password(
+        new_password, email=user.email, min_length=password_min_length, field="new_password"
+    )
+    new_hash = await hasher.hash(new_password)
+    values: dict[str, object] = {"hashed_password": new_hash, "updated_at": now}
+    if reset:
+        values["is_verified"] = True
+    changed = await session.execute(
+        update(User)
+        .where(
+            User.id == user.id,
+            User.email == user.email,
+            User.hashed_password == user.hashed_password,
+        )
+        .values(values)
+        .returning(User.id)
+        .execution_options(synchronize_session=False)
+    )
+    if changed.scalar_one_or_none() is None:
+        raise stale
+    for key, value in values.items():
+        # Already stored: record as loaded, so no later flush writes it again.
+        set_committed_value(user, key, value)
+    reason = RevokeReason.PASSWORD_RESET if reset else RevokeReason.PASSWORD_CHANGE
+    await revoke_all_sessions(session, user=user, now=now, reason=reason)
+    event = EventType.PASSWORD_RESET if reset else EventType.PASSWORD_CHANGED
+    record_event(session, event_type=event, origin=origin, now=now, user_id=user.id)
+
+
+async def update_user(
+    session: AsyncSession,
+    *,
+    user: User,
+    actor: User | None,
+    origin: Origin,
     now: datetime,
     is_active: bool | None = None,
     is_superuser: bool | None = None,
     full_name: str | None = None,
     clear_full_name: bool = False,
 ) -> User:
-    """Change what a superuser may change; deactivating ends the user's sessions at once.
+    """Change what an administrator may change; deactivating ends the user's sessions at once.
+
+    Args:
+        actor: the superuser making the change, or None for the CLI (a machine operator).
 
     Raises:
+        InvalidRequest: ``actor`` would deactivate or demote their own account, which could
+            leave nobody able to administer the service.
         NotFound: the user was deleted by a concurrent request meanwhile.
     """
-    from starterkit.auth.service import end_all_sessions  # noqa: PLC0415 - avoids a cycle
-
+    if _is_self(actor, user) and (is_active is False or is_superuser is False):
+        raise InvalidRequest("You cannot deactivate or demote your own account.")
     if is_superuser is not None:
         user.is_superuser = is_superuser
     if full_name is not None or clear_full_name:
         user.full_name = full_name
-    if is_active is not None and is_active != user.is_active:
+    was_active = user.is_active
+    if is_active is not None:
         user.is_active = is_active
-        if not is_active:
-            await end_all_sessions(session, user=user, now=now, reason="deactivated")
     await _flush_unless_deleted(session, NotFound(USER_NOT_FOUND))
+    if user.is_active != was_active:
+        if not user.is_active:
+            await revoke_all_sessions(session, user=user, now=now, reason=RevokeReason.DEACTIVATED)
+        event = EventType.USER_REACTIVATED if user.is_active else EventType.USER_DEACTIVATED
+        record_event(session, event_type=event, origin=origin, now=now, user_id=user.id)
     return user
 
 
-async def delete_user(session: AsyncSession, *, user: User) -> None:
-    """Delete the account; its items and sessions go with it."""
+async def delete_user(session: AsyncSession, *, user: User, actor: User | None) -> None:
+    """Delete the account; its items and sessions go with it.
+
+    Raises:
+        InvalidRequest: ``actor`` would delete their own account.
+    """
+    if _is_self(actor, user):
+        raise InvalidRequest("You cannot delete your own account.")
     await session.delete(user)
     await session.flush()
+
+
+def _is_self(actor: User | None, user: User) -> bool:
+    return actor is not None and actor.id == user.id
+
+
+async def _check_current_password(user: User, password: str, hasher: PasswordHasher) -> None:
+    ok, _ = await hasher.verify_and_update(password, user.hashed_password)
+    if not ok:
+        raise WrongPassword
 
 
 async def _flush_unless_deleted(session: AsyncSession, error: StarterKitError) -> None:

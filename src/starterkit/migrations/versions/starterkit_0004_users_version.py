@@ -7,8 +7,9 @@ that number is unchanged, so a commit to other tables (a new item, say) no longe
 cached user away. PostgreSQL does not use the cache, so nothing is created there.
 
 Batch-mode migrations recreate a table, and SQLite drops a table's triggers with it: a later
-migration that alters ``users`` on SQLite must create both triggers again
-(``tests/integration/test_migrations.py`` checks they exist at head).
+migration that alters ``users`` on SQLite should create both triggers again
+(``tests/integration/test_migrations.py`` checks they exist at head). If one does not, the
+cache notices the missing triggers and turns itself off: slower, never stale.
 
 Revision ID: starterkit_0004
 Revises: starterkit_0003

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from starterkit.cli.errors import describe_error, masked_url
 from starterkit.envfile import read_env_file
 from starterkit.settings import ENV_PREFIX, Settings, env_name
 
@@ -113,8 +114,6 @@ def run_checks(settings: Settings | None = None) -> list[CheckResult]:
 
 
 def _check_database(settings: Settings) -> CheckResult:
-    from starterkit.cli import describe_error, masked_url  # noqa: PLC0415
-
     async def ping() -> None:
         from sqlalchemy import text  # noqa: PLC0415
 
@@ -136,7 +135,6 @@ def _check_database(settings: Settings) -> CheckResult:
 
 
 def _check_migrations(settings: Settings) -> CheckResult:
-    from starterkit.cli import describe_error  # noqa: PLC0415
     from starterkit.db import migrate  # noqa: PLC0415
 
     try:

@@ -1,25 +1,22 @@
 """The audit log: security events of accounts, stored in ``auth_events``.
 
-Services record events in the caller's unit of work, so an event is stored exactly when what
-it describes is (a failed login is committed on its own before the 401 is sent).
+Each account action of the services (``auth``, ``users``, ``lifecycle``) records its event
+here, in the caller's unit of work, from the ``origin`` the caller passes: an event is stored
+exactly when what it describes is, and no caller can forget it. A refusal worth recording (a
+failed login, a replayed refresh token) is recorded before the error is raised, and the caller
+commits before answering.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from starterkit.clientip import client_ip
 from starterkit.db.models import USER_AGENT_MAX_LENGTH, AuthEvent
-
-if TYPE_CHECKING:
-    from starlette.requests import Request
 
 
 class EventType(StrEnum):
@@ -50,13 +47,7 @@ class Origin:
 
 
 CLI = Origin(ip=None, user_agent="starterkit-cli")
-
-
-def origin_of(request: Request, trusted_proxies: Sequence[str]) -> Origin:
-    """The client IP (see TRUSTED_PROXIES) and user agent of a request, for the audit log."""
-    return Origin(
-        ip=client_ip(request, trusted_proxies), user_agent=request.headers.get("user-agent")
-    )
+"""The origin of changes made with the ``starterkit`` command line."""
 
 
 def record_event(

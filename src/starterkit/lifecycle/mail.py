@@ -17,16 +17,14 @@ import logging
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
-from starterkit.auth.account_tokens import TokenPurpose
-from starterkit.auth.events import EventType, Origin, record_event
+from starterkit.audit import Origin
 from starterkit.db.models import User
+from starterkit.lifecycle import service
 from starterkit.mail import Mail
-from starterkit.users.service import get_user_by_email
+from starterkit.runtime import Runtime
 
 if TYPE_CHECKING:
     from starlette.requests import Request
-
-    from starterkit.app import StarterKit
 
 logger = logging.getLogger("starterkit.auth")
 
@@ -39,7 +37,7 @@ def link_to(public_url: str, path: str, token: str) -> str:
     return f"{public_url}{path}?{urlencode({'token': token})}"
 
 
-def password_reset_mail(kit: StarterKit, user: User, token: str) -> Mail:
+def password_reset_mail(kit: Runtime, user: User, token: str) -> Mail:
     """The mail with a password-reset link for ``user``."""
     link = link_to(kit.settings.public_url, RESET_PASSWORD_PATH, token)
     minutes = kit.settings.password_reset_token_minutes
@@ -54,7 +52,7 @@ def password_reset_mail(kit: StarterKit, user: User, token: str) -> Mail:
     )
 
 
-def verification_mail(kit: StarterKit, user: User, token: str) -> Mail:
+def verification_mail(kit: Runtime, user: User, token: str) -> Mail:
     """The mail with an email-verification link for ``user``."""
     link = link_to(kit.settings.public_url, VERIFY_EMAIL_PATH, token)
     hours = kit.settings.verify_token_hours
@@ -73,34 +71,31 @@ def verification_mail(kit: StarterKit, user: User, token: str) -> Mail:
 
 
 async def mail_password_reset(
-    kit: StarterKit, *, email: str, origin: Origin, request: Request | None
+    kit: Runtime, *, email: str, origin: Origin, request: Request | None
 ) -> None:
     """Mail a password-reset link to the active account with ``email``, if there is one."""
     async with kit.sessionmaker() as session:
-        user = await get_user_by_email(session, email)
-        if user is None or not user.is_active:
-            logger.info("password reset asked for an unknown or inactive account: nothing sent")
-            return
-        token = kit.account_tokens.issue(TokenPurpose.PASSWORD_RESET, user)
-        record_event(
-            session,
-            event_type=EventType.PASSWORD_RESET_REQUESTED,
-            origin=origin,
-            now=kit.clock(),
-            user_id=user.id,
+        found = await service.request_password_reset(
+            session, email=email, account_tokens=kit.account_tokens, origin=origin, now=kit.clock()
         )
         await session.commit()
-    await kit.hooks.fire("on_after_forgot_password", user, token, request)
+    if found is None:
+        logger.info("password reset asked for an unknown or inactive account: nothing sent")
+        return
+    user, token = found
+    await kit.hooks.after_forgot_password(user, token, request)
     await kit.mailer.send(password_reset_mail(kit, user, token))
 
 
-async def mail_verification(kit: StarterKit, *, email: str, request: Request | None) -> None:
+async def mail_verification(kit: Runtime, *, email: str, request: Request | None) -> None:
     """Mail a verification link to the active, unverified account with ``email``, if any."""
     async with kit.sessionmaker() as session:
-        user = await get_user_by_email(session, email)
-    if user is None or not user.is_active or user.is_verified:
+        found = await service.request_verification(
+            session, email=email, account_tokens=kit.account_tokens
+        )
+    if found is None:
         logger.info("verification asked for no unverified, active account: nothing sent")
         return
-    token = kit.account_tokens.issue(TokenPurpose.VERIFY_EMAIL, user)
-    await kit.hooks.fire("on_after_request_verify", user, token, request)
+    user, token = found
+    await kit.hooks.after_request_verify(user, token, request)
     await kit.mailer.send(verification_mail(kit, user, token))

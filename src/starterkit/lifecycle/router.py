@@ -1,24 +1,27 @@
 """``/auth`` routes of the account lifecycle: forgot/reset password and email verification.
 
-:func:`build_auth_router` includes these. No ``from __future__ import annotations`` here:
-FastAPI reads these annotations at runtime.
+:func:`~starterkit.auth.router.build_auth_router` includes these. No
+``from __future__ import annotations`` here: FastAPI reads these annotations at runtime.
 """
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from starterkit.auth import lifecycle
-from starterkit.auth.events import EventType, origin_of, record_event
-from starterkit.auth.lifecycle_mail import mail_password_reset, mail_verification
-from starterkit.auth.schemas import Accepted, EmailRequest, ResetPasswordRequest, VerifyRequest
-from starterkit.ratelimit import limit_per_client, parse_limit, raise_if_refused
-from starterkit.schemas import error_responses
+from starterkit.audit import Origin
+from starterkit.errors import error_responses
+from starterkit.lifecycle import service
+from starterkit.lifecycle.mail import mail_password_reset, mail_verification
+from starterkit.lifecycle.schemas import (
+    Accepted,
+    EmailRequest,
+    ResetPasswordRequest,
+    VerifyRequest,
+)
+from starterkit.ratelimit.counters import parse_limit, raise_if_refused
+from starterkit.runtime import Runtime
 from starterkit.users.schemas import UserRead
-
-if TYPE_CHECKING:
-    from starterkit.app import StarterKit
 
 RESET_ACCEPTED = Accepted(
     detail="If an active account has this email address, a link to reset its password is on "
@@ -29,20 +32,21 @@ VERIFY_ACCEPTED = Accepted(
 )
 
 
-def build_lifecycle_router(kit: "StarterKit") -> APIRouter:
+def build_lifecycle_router(kit: Runtime) -> APIRouter:
     """The forgot-password, reset-password, request-verify and verify routes of ``kit``."""
     router = APIRouter()
     Session = Annotated[AsyncSession, Depends(kit.db_session)]
+    RequestOrigin = Annotated[Origin, Depends(kit.request_origin)]
     settings = kit.settings
     forgot_limit = Depends(
-        limit_per_client(kit, "forgot-password", settings.auth_forgot_password_rate_limit)
+        kit.limit_per_client("forgot-password", settings.auth_forgot_password_rate_limit)
     )
     request_verify_limit = Depends(
-        limit_per_client(kit, "request-verify", settings.auth_request_verify_rate_limit)
+        kit.limit_per_client("request-verify", settings.auth_request_verify_rate_limit)
     )
     # Reset and verify share one counter: both redeem a mailed token.
     redeem_limit = Depends(
-        limit_per_client(kit, "redeem-token", settings.auth_redeem_token_rate_limit)
+        kit.limit_per_client("redeem-token", settings.auth_redeem_token_rate_limit)
     )
     mail_account_limit = parse_limit(settings.auth_mail_account_rate_limit)
 
@@ -58,7 +62,9 @@ def build_lifecycle_router(kit: "StarterKit") -> APIRouter:
         dependencies=[forgot_limit],
         responses=error_responses(422, 429),
     )
-    async def forgot_password(payload: EmailRequest, request: Request) -> Accepted:
+    async def forgot_password(
+        payload: EmailRequest, request: Request, origin: RequestOrigin
+    ) -> Accepted:
         """Mail a password-reset link to the account with this email, if there is one.
 
         Always 202 with the same body, and about as fast, whether or not the account exists:
@@ -67,12 +73,7 @@ def build_lifecycle_router(kit: "StarterKit") -> APIRouter:
         """
         await count_mail_for(payload.email)
         kit.background.spawn(
-            mail_password_reset(
-                kit,
-                email=payload.email,
-                origin=origin_of(request, settings.trusted_proxies),
-                request=request,
-            ),
+            mail_password_reset(kit, email=payload.email, origin=origin, request=request),
             name="password-reset mail",
         )
         return RESET_ACCEPTED
@@ -85,7 +86,7 @@ def build_lifecycle_router(kit: "StarterKit") -> APIRouter:
         responses=error_responses(400, 422, 429),
     )
     async def reset_password(
-        payload: ResetPasswordRequest, request: Request, session: Session
+        payload: ResetPasswordRequest, request: Request, origin: RequestOrigin, session: Session
     ) -> Any:
         """Choose a new password with the token from a password-reset mail.
 
@@ -93,25 +94,18 @@ def build_lifecycle_router(kit: "StarterKit") -> APIRouter:
         verified. An invalid, expired or used token is 400; a new password that breaks the
         password rules is 422 (and the token still works).
         """
-        now = kit.clock()
-        user = await lifecycle.reset_password(
+        user = await service.reset_password(
             session,
             token=payload.token,
             new_password=payload.new_password,
             account_tokens=kit.account_tokens,
             hasher=kit.password_hasher,
             password_min_length=settings.password_min_length,
-            now=now,
-        )
-        record_event(
-            session,
-            event_type=EventType.PASSWORD_RESET,
-            origin=origin_of(request, settings.trusted_proxies),
-            now=now,
-            user_id=user.id,
+            origin=origin,
+            now=kit.clock(),
         )
         await session.commit()
-        await kit.hooks.fire("on_after_reset_password", user, request)
+        await kit.hooks.after_reset_password(user, request)
         return user
 
     @router.post(
@@ -142,24 +136,22 @@ def build_lifecycle_router(kit: "StarterKit") -> APIRouter:
         dependencies=[redeem_limit],
         responses=error_responses(400, 422, 429),
     )
-    async def verify(payload: VerifyRequest, request: Request, session: Session) -> Any:
+    async def verify(
+        payload: VerifyRequest, request: Request, origin: RequestOrigin, session: Session
+    ) -> Any:
         """Mark the email as verified with the token from a verification mail.
 
         An invalid or expired token, or one whose email was verified or changed since, is 400.
         """
-        now = kit.clock()
-        user = await lifecycle.verify_email(
-            session, token=payload.token, account_tokens=kit.account_tokens, now=now
-        )
-        record_event(
+        user = await service.verify_email(
             session,
-            event_type=EventType.EMAIL_VERIFIED,
-            origin=origin_of(request, settings.trusted_proxies),
-            now=now,
-            user_id=user.id,
+            token=payload.token,
+            account_tokens=kit.account_tokens,
+            origin=origin,
+            now=kit.clock(),
         )
         await session.commit()
-        await kit.hooks.fire("on_after_verify", user, request)
+        await kit.hooks.after_verify(user, request)
         return user
 
     return router

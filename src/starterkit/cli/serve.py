@@ -1,0 +1,106 @@
+"""``starterkit serve``: uvicorn with starterkit's app factory and logging."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from starterkit._version import __version__
+from starterkit.cli.errors import friendly_errors, load_settings
+from starterkit.cli.migrate import upgrade_database
+
+if TYPE_CHECKING:
+    from starterkit.settings import Settings
+
+
+@friendly_errors
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+    reload: Annotated[bool, typer.Option(help="Restart when the code changes.")] = False,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    proxy_headers: Annotated[
+        bool,
+        typer.Option(
+            "--proxy-headers",
+            help="Believe X-Forwarded-For/-Proto from --forwarded-allow-ips (default: off).",
+        ),
+    ] = False,
+    forwarded_allow_ips: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated proxy IPs whose forwarded headers are believed; implies "
+            "--proxy-headers."
+        ),
+    ] = None,
+    no_migrate: Annotated[
+        bool, typer.Option("--no-migrate", help="Do not apply pending migrations first.")
+    ] = False,
+) -> None:
+    """Serve the API with uvicorn; in development, migrate first and create missing secrets."""
+    import uvicorn  # noqa: PLC0415
+
+    from starterkit.cli.checks import describe_unknown, unknown_variables  # noqa: PLC0415
+
+    unknown = unknown_variables()
+    if unknown:
+        # A warning, not an error: the variable may belong to another version or tool.
+        typer.echo(f"Warning: {describe_unknown(unknown)}.", err=True)
+    settings = load_settings()
+    if settings.environment == "development":
+        settings = _ensure_dev_secrets(settings)
+        if not no_migrate:
+            upgrade_database(settings, "heads")
+    typer.echo(
+        f"starterkit {__version__} ({settings.environment}) on http://{host}:{port}"
+        + (f" - docs at http://{host}:{port}/docs" if settings.docs_enabled else ""),
+        err=True,
+    )
+    uvicorn.run(
+        "starterkit.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        reload=reload,
+        workers=None if reload else workers,
+        proxy_headers=proxy_headers or forwarded_allow_ips is not None,
+        forwarded_allow_ips=forwarded_allow_ips,
+        server_header=False,
+        log_config=_log_config(),
+    )
+
+
+def _log_config() -> dict[str, Any]:
+    """uvicorn's logging, plus starterkit's own loggers at INFO on the same handler."""
+    import copy  # noqa: PLC0415
+
+    from uvicorn.config import LOGGING_CONFIG  # noqa: PLC0415
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["starterkit"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    return config
+
+
+def _ensure_dev_secrets(settings: Settings) -> Settings:
+    import secrets  # noqa: PLC0415
+
+    from starterkit.envfile import write_env_values  # noqa: PLC0415
+    from starterkit.settings import env_name  # noqa: PLC0415
+
+    missing = {
+        env_name(field): secrets.token_urlsafe(48)
+        for field in ("secret_key", "refresh_token_secret")
+        if getattr(settings, field) is None
+    }
+    if not missing:
+        return settings
+    path = Path(".env")
+    written = write_env_values(path, missing)
+    typer.echo(
+        f"Generated {' and '.join(written)} into {path.resolve()} (mode 0600); "
+        "keep that file out of version control.",
+        err=True,
+    )
+    return load_settings()

@@ -1,0 +1,60 @@
+"""``kit.limiter``: slowapi's ``Limiter`` on the storage of the built-in limits, and its 429.
+
+slowapi checks limits with the synchronous ``limits`` API, so with Redis each decorated request
+makes one blocking round trip; the built-in limits use the async API.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import cast
+
+from fastapi import Request, Response
+from slowapi import Limiter
+
+from starterkit.clientip import client_ip
+from starterkit.errors import error_response
+from starterkit.settings import Settings
+
+
+def client_key(trusted_proxies: Sequence[str]) -> Callable[[Request], str]:
+    """slowapi key function: the trusted-proxy-aware client IP."""
+
+    def key(request: Request) -> str:
+        return client_ip(request, trusted_proxies)
+
+    return key
+
+
+def build_limiter(settings: Settings) -> Limiter:
+    """slowapi on the same Redis (or memory), key function and strategy as the built-in limits."""
+    return Limiter(
+        key_func=client_key(settings.trusted_proxies),
+        storage_uri=settings.redis_url or "memory://",
+        # slowapi annotates these as strings; redis-py needs numbers.
+        storage_options=cast("dict[str, str]", {"socket_connect_timeout": 1, "socket_timeout": 1})
+        if settings.redis_url
+        else {},
+        key_prefix=f"{settings.redis_key_prefix}slowapi",
+        strategy="moving-window",
+        headers_enabled=True,
+        in_memory_fallback_enabled=True,
+        swallow_errors=True,
+    )
+
+
+async def slowapi_exceeded_handler(request: Request, error: Exception) -> Response:
+    """429 in the error envelope for ``@kit.limiter.limit(...)`` routes, with slowapi's headers."""
+    detail = getattr(error, "detail", "")
+    response = error_response(
+        429, f"Rate limit exceeded: {detail}." if detail else "Rate limit exceeded."
+    )
+    limiter = getattr(request.app.state, "limiter", None)
+    current = getattr(request.state, "view_rate_limit", None)
+    if limiter is not None and current is not None:
+        # slowapi's own handler does the same; it is the only way to get its header values.
+        response = limiter._inject_headers(response, current)
+    kit = getattr(request.app.state, "starterkit", None)
+    if kit is not None:
+        kit.rate_limits.rejections["custom"] = kit.rate_limits.rejections.get("custom", 0) + 1
+    return response

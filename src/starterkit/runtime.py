@@ -1,0 +1,316 @@
+"""The runtime of one service: everything one :class:`Settings` owns, below the routers.
+
+A :class:`Runtime` holds the engines and session factory, the password hasher, the token
+services, the rate-limit counters, the response cache, hooks, mail and background jobs, and
+builds the dependencies routes use (the signed-in user, a database session, rate limits, the
+request's origin for the audit log). Routers take a runtime; they never import
+:mod:`starterkit.app`, whose :class:`~starterkit.app.StarterKit` adds the routers to it.
+
+Nothing is created at import time, so any number of runtimes with different settings can share
+a process, and creating one opens nothing: connections are made on first use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Literal
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import HTTPConnection
+
+from starterkit.audit import Origin, purge_events_before
+from starterkit.auth.dependencies import (
+    UserDependency,
+    attached_to_session,
+    build_user_dependency,
+)
+from starterkit.auth.passwords import PasswordHasher
+from starterkit.auth.service import SessionLifetimes, purge_expired_sessions
+from starterkit.auth.tokens import Clock, TokenService
+from starterkit.auth.user_cache import UserCache
+from starterkit.background import BackgroundJobs
+from starterkit.cache import MemoryBackend, RedisBackend, ResponseCache
+from starterkit.clientip import origin_of
+from starterkit.db.base import utcnow
+from starterkit.db.engine import (
+    create_engine,
+    create_read_engine,
+    create_sessionmaker,
+    sqlite_file_of,
+)
+from starterkit.hooks import Hooks
+from starterkit.lifecycle.tokens import AccountTokens, build_account_tokens
+from starterkit.mail import build_mailer
+from starterkit.metrics import Metrics
+from starterkit.ratelimit.counters import RateLimits
+from starterkit.ratelimit.dependencies import LimitDependency, limit_per_client, limit_per_user
+from starterkit.ratelimit.limiter import build_limiter
+from starterkit.settings import Settings
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+    from slowapi import Limiter
+
+logger = logging.getLogger("starterkit")
+
+HEALTH_CHECK_TIMEOUT_SECONDS = 2.0
+
+RedisState = Literal["up", "down", "disabled"]
+
+
+class Runtime:
+    """What one starterkit service owns, built from one :class:`Settings`.
+
+    :class:`~starterkit.app.StarterKit` is a runtime with routers; use that one in apps.
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        token_url: str | None = None,
+        clock: Clock = utcnow,
+    ) -> None:
+        """Build the runtime.
+
+        Args:
+            settings: configuration; read from the environment and ``.env`` when omitted.
+            token_url: where the auth router's ``/login`` is mounted, for the OpenAPI
+                "Authorize" button; defaults to ``{api_prefix}/auth/login``.
+            clock: returns the current aware UTC time; tests pass a fake one.
+        """
+        self.settings = settings if settings is not None else Settings()
+        self.clock = clock
+        self.token_url = token_url or f"{self.settings.api_prefix}/auth/login"
+        self.engine = create_engine(self.settings)
+        self.sessionmaker = create_sessionmaker(self.engine)
+        # For starterkit's own one-statement reads (the current user, item pages).
+        self.read_engine = create_read_engine(self.settings, self.engine)
+        fast = self.settings.sqlite_fast_paths
+        self.user_cache = UserCache(
+            self.read_engine, sqlite_file=sqlite_file_of(self.settings) if fast else None
+        )
+        self.redis: Redis | None = _create_redis(self.settings.redis_url)
+        self.password_hasher = PasswordHasher()
+        self.hooks = Hooks()
+        self.background = BackgroundJobs()
+        self.mailer = build_mailer(self.settings)
+        self.cache = ResponseCache(
+            RedisBackend(self.redis) if self.redis is not None else MemoryBackend(),
+            ttl_seconds=self.settings.cache_ttl_seconds,
+            prefix=self.settings.redis_key_prefix,
+        )
+        self.rate_limits = RateLimits(
+            self.redis,
+            redis_url=self.settings.redis_url,
+            key_prefix=self.settings.redis_key_prefix,
+        )
+        self.metrics = Metrics(self.rate_limits, self.cache)
+        self.session_lifetimes = SessionLifetimes(
+            idle=timedelta(days=self.settings.refresh_token_expire_days),
+            absolute=timedelta(days=self.settings.session_max_age_days),
+        )
+        self.current_user = self.require_user()
+        self.current_superuser = self.require_user(superuser=True)
+        self.attached_user = self.require_user(attached=True)
+        self._purge_task: asyncio.Task[None] | None = None
+
+    # --- dependencies ---------------------------------------------------------------------
+
+    def require_user(
+        self,
+        *,
+        active: bool = True,
+        verified: bool = False,
+        superuser: bool = False,
+        attached: bool = False,
+    ) -> UserDependency:
+        """Build a dependency that returns the signed-in user meeting these requirements.
+
+        ``kit.current_user`` is ``require_user()``; ``kit.current_superuser`` is
+        ``require_user(superuser=True)``; ``kit.attached_user`` is
+        ``require_user(attached=True)``. Missing or bad credentials give 401; a user who
+        lacks a required property gets 403.
+
+        Args:
+            active: refuse deactivated accounts (401).
+            verified: refuse accounts whose email is not verified (403).
+            superuser: refuse accounts that are not superusers (403).
+            attached: return the user added to the request's :meth:`db_session`, for routes
+                that change it and commit; otherwise it is detached, which is cheaper to read.
+        """
+        dependency = build_user_dependency(
+            self, token_url=self.token_url, active=active, verified=verified, superuser=superuser
+        )
+        return attached_to_session(dependency, self.db_session) if attached else dependency
+
+    async def db_session(self) -> AsyncIterator[AsyncSession]:
+        """FastAPI dependency yielding a session; the route decides when to commit."""
+        async with self.sessionmaker() as session:
+            yield session
+
+    def request_origin(self, connection: HTTPConnection) -> Origin:
+        """FastAPI dependency: the client IP and user agent of a request, for the audit log."""
+        return origin_of(connection, self.settings.trusted_proxies)
+
+    def limit_per_client(self, name: str, limit_text: str) -> LimitDependency:
+        """A dependency counting requests against ``limit_text`` per client IP."""
+        return limit_per_client(self.rate_limits, self.settings.trusted_proxies, name, limit_text)
+
+    def limit_per_user(self, name: str, limit_text: str) -> LimitDependency:
+        """A dependency counting the signed-in user's requests against ``limit_text``."""
+        return limit_per_user(self.rate_limits, self.current_user, name, limit_text)
+
+    @functools.cached_property
+    def limiter(self) -> Limiter:
+        """A slowapi ``Limiter`` on this runtime's storage and client-IP key.
+
+        Decorate your own routes with ``@kit.limiter.limit("10/minute")`` (the endpoint needs
+        a ``request: Request`` parameter, and ``response: Response`` for the headers); 429s
+        use the error envelope. ``kit.install`` registers it on the app.
+        """
+        return build_limiter(self.settings)
+
+    # --- tokens ---------------------------------------------------------------------------
+
+    @functools.cached_property
+    def tokens(self) -> TokenService:
+        """Issues and verifies this runtime's access and refresh tokens."""
+        secret_key, refresh_secret = self.token_secrets
+        return TokenService(
+            secret_key=secret_key,
+            refresh_secret=refresh_secret,
+            issuer=self.settings.jwt_issuer,
+            audience=self.settings.jwt_audience,
+            access_ttl=timedelta(minutes=self.settings.access_token_expire_minutes),
+            leeway_seconds=self.settings.clock_skew_seconds,
+            clock=self.clock,
+        )
+
+    @functools.cached_property
+    def account_tokens(self) -> AccountTokens:
+        """Issues and checks the password-reset and verification tokens of mailed links."""
+        return build_account_tokens(self.settings, self.token_secrets[0], clock=self.clock)
+
+    @functools.cached_property
+    def token_secrets(self) -> tuple[str, str]:
+        """``(SECRET_KEY, REFRESH_TOKEN_SECRET)``; random per process if unset in development."""
+        return _resolve_secrets(self.settings)
+
+    # --- lifetime -------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def lifespan(self, _app: Any = None) -> AsyncIterator[None]:
+        """Lifespan for ``FastAPI(lifespan=kit.lifespan)``; releases connections on shutdown.
+
+        With a lifespan of your own, nest it: ``async with kit.lifespan(app): yield``.
+        """
+        interval = self.settings.session_purge_interval_seconds
+        if interval:
+            self._purge_task = asyncio.create_task(self._purge_periodically(interval))
+        try:
+            yield
+        finally:
+            if self._purge_task is not None:
+                self._purge_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._purge_task
+                self._purge_task = None
+            await self.aclose()
+
+    async def purge_expired_sessions(self) -> int:
+        """Delete expired and long-revoked sessions now; returns how many went."""
+        async with self.sessionmaker() as session:
+            deleted = await purge_expired_sessions(session, now=self.clock())
+            await session.commit()
+        return deleted
+
+    async def purge_old_events(self) -> int:
+        """Delete audit events older than AUDIT_RETENTION_DAYS; returns how many went."""
+        before = self.clock() - timedelta(days=self.settings.audit_retention_days)
+        async with self.sessionmaker() as session:
+            deleted = await purge_events_before(session, before=before)
+            await session.commit()
+        return deleted
+
+    async def _purge_periodically(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                sessions = await self.purge_expired_sessions()
+                events = await self.purge_old_events()
+            except Exception:  # the database may be away; try again next time
+                logger.warning("purging expired sessions and old events failed", exc_info=True)
+            else:
+                logger.debug("purged %d expired sessions and %d old events", sessions, events)
+
+    async def aclose(self) -> None:
+        """Close pooled database connections and the Redis client. The kit stays usable.
+
+        Background jobs (mail) get a few seconds to finish first.
+        """
+        await self.background.drain()
+        await self.engine.dispose()
+        if self.read_engine.pool is not self.engine.pool:
+            await self.read_engine.dispose()
+        self.user_cache.close()
+        if self.redis is not None:
+            await self.redis.aclose()
+
+    # --- health ---------------------------------------------------------------------------
+
+    async def ping_database(self) -> bool:
+        """True if the database answers ``SELECT 1`` within the health-check timeout."""
+        try:
+            async with asyncio.timeout(HEALTH_CHECK_TIMEOUT_SECONDS):
+                async with self.engine.connect() as connection:
+                    await connection.execute(text("SELECT 1"))
+        except Exception as error:  # noqa: BLE001 - any failure means "down"
+            logger.debug("database ping failed: %r", error)
+            return False
+        return True
+
+    async def ping_redis(self) -> RedisState:
+        """``"disabled"`` without REDIS_URL, else whether Redis answers PING in time."""
+        if self.redis is None:
+            return "disabled"
+        try:
+            async with asyncio.timeout(HEALTH_CHECK_TIMEOUT_SECONDS):
+                await self.redis.ping()
+        except Exception as error:  # noqa: BLE001 - any failure means "down"
+            logger.debug("redis ping failed: %r", error)
+            return "down"
+        return "up"
+
+
+def _create_redis(url: str) -> Redis | None:
+    if not url:
+        return None
+    from redis.asyncio import Redis  # noqa: PLC0415 - only deployments with Redis pay for it
+
+    # Short timeouts: a Redis outage must degrade requests, not hang them.
+    return Redis.from_url(url, socket_connect_timeout=1.0, socket_timeout=1.0)
+
+
+def _resolve_secrets(settings: Settings) -> tuple[str, str]:
+    secret_key = settings.secret_key.get_secret_value() if settings.secret_key else None
+    refresh = (
+        settings.refresh_token_secret.get_secret_value() if settings.refresh_token_secret else None
+    )
+    if secret_key and refresh:
+        return secret_key, refresh
+    # Production never gets here: Settings refuses missing secrets there.
+    logger.warning(
+        "STARTERKIT_SECRET_KEY or STARTERKIT_REFRESH_TOKEN_SECRET is not set; using random "
+        "secrets for this process, so tokens will not survive a restart. "
+        "Run `starterkit genkey --env-file .env` to keep them."
+    )
+    return secret_key or secrets.token_urlsafe(48), refresh or secrets.token_urlsafe(48)
