@@ -8,14 +8,13 @@ number of apps with different settings can share a process.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 
 from starterkit._version import __version__
 from starterkit.auth.router import build_auth_router
-from starterkit.auth.tokens import Clock
-from starterkit.db.base import utcnow
 from starterkit.errors import install_error_handlers
 from starterkit.health import build_health_router
 from starterkit.items.router import build_items_router
@@ -42,27 +41,32 @@ class StarterKit(Runtime):
     from :class:`~starterkit.runtime.Runtime`.
     """
 
-    def __init__(
-        self,
-        settings: Settings | None = None,
-        *,
-        token_url: str | None = None,
-        clock: Clock = utcnow,
-    ) -> None:
-        """Build the runtime and its routers.
+    # Built on first use, each once per kit.
 
-        Args:
-            settings: configuration; read from the environment and ``.env`` when omitted.
-            token_url: where the auth router's ``/login`` is mounted, for the OpenAPI
-                "Authorize" button; defaults to ``{api_prefix}/auth/login``.
-            clock: returns the current aware UTC time; tests pass a fake one.
-        """
-        super().__init__(settings, token_url=token_url, clock=clock)
-        self.health_router = build_health_router(self)
-        self.auth_router = build_auth_router(self)
-        self.users_router = build_users_router(self)
-        self.items_router = build_items_router(self)
-        self.metrics_router = build_metrics_router(self.metrics)
+    @functools.cached_property
+    def health_router(self) -> APIRouter:
+        """``GET /health``, ``/health/live``, ``/health/ready``; mount it without a prefix."""
+        return build_health_router(self)
+
+    @functools.cached_property
+    def auth_router(self) -> APIRouter:
+        """The ``/auth`` routes: login, refresh, logout, sessions, password reset, verification."""
+        return build_auth_router(self)
+
+    @functools.cached_property
+    def users_router(self) -> APIRouter:
+        """The ``/users`` routes: registration, the caller's account, administration."""
+        return build_users_router(self)
+
+    @functools.cached_property
+    def items_router(self) -> APIRouter:
+        """The ``/items`` routes: the example resource."""
+        return build_items_router(self)
+
+    @functools.cached_property
+    def metrics_router(self) -> APIRouter:
+        """``GET /metrics`` in Prometheus' text format."""
+        return build_metrics_router(self.metrics)
 
     def install(self, app: FastAPI) -> None:
         """Add the error envelope, limiter, metrics, request ids, body limit and CORS to ``app``."""

@@ -118,11 +118,6 @@ class CacheLookup:
     hit: CachedResponse | None
     key: str | None  # None when the cache is unavailable or disabled: do not store
 
-    @property
-    def storable(self) -> bool:
-        """True if a freshly computed response may be stored under :attr:`key`."""
-        return self.key is not None
-
 
 class ResponseCache:
     """Caches serialised responses per user; see the module docstring for the scheme."""

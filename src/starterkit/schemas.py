@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, GetJsonSchemaHandler
+from pydantic import AfterValidator, BaseModel, ConfigDict, GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
@@ -42,9 +42,6 @@ class _NoNulPattern:
 
 PlainStr = Annotated[str, AfterValidator(_plain_text), _NoNulPattern()]
 """A string that every database and JSON encoder can store: no NUL, no lone surrogates."""
-
-DbId = Annotated[int, Field(ge=1, le=MAX_DB_INT)]
-"""An id as stored in the database (a positive signed 64-bit integer)."""
 
 
 class InputModel(BaseModel):

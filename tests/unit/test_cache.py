@@ -65,7 +65,7 @@ async def test_hit_after_store_and_invalidate_hides_old_entries() -> None:
     cache = ResponseCache(MemoryBackend(), ttl_seconds=30, prefix="t:")
     miss = await cache.lookup(1, "items")
     assert miss.hit is None
-    assert miss.storable
+    assert miss.key is not None
     await cache.store(miss, response("v1"))
     assert (await cache.lookup(1, "items")).hit == response("v1")
     assert (await cache.lookup(2, "items")).hit is None  # other users never share entries
@@ -89,7 +89,7 @@ async def test_ttl_zero_disables_the_cache() -> None:
     await cache.store(lookup, response("x"))
     await cache.invalidate(1)
     assert lookup.hit is None
-    assert not lookup.storable
+    assert lookup.key is None
     assert backend.calls == 0
 
 
@@ -105,7 +105,7 @@ async def test_a_failing_backend_is_bypassed_then_the_epoch_is_bumped_on_recover
     backend.down = True
     failed = await cache.lookup(1, "items")
     assert failed.hit is None
-    assert not failed.storable
+    assert failed.key is None
     calls = backend.calls
     await cache.invalidate(1)  # a write during the outage cannot bump the generation
     assert (await cache.lookup(1, "items")).hit is None

@@ -6,7 +6,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from starterkit.settings import Settings, normalize_database_url, settings_problems
+from starterkit.database_url import DatabaseKind, normalize_database_url
+from starterkit.settings import Settings, settings_problems
+from starterkit.testing import throwaway_settings
 
 STRONG = "s" * 20 + "0123456789abcdefghijklmnop"
 OTHER = "r" * 20 + "0123456789abcdefghijklmnop"
@@ -43,6 +45,32 @@ def test_defaults_give_an_embedded_development_setup() -> None:
 def test_database_url_is_mapped_to_the_async_driver(given: str, expected: str) -> None:
     assert normalize_database_url(given) == expected
     assert Settings(_env_file=None, database_url=given).database_url == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "kind"),
+    [
+        ("sqlite:///./app.db", DatabaseKind.SQLITE_FILE),
+        ("sqlite+aiosqlite:////srv/app.db", DatabaseKind.SQLITE_FILE),
+        ("sqlite://", DatabaseKind.SQLITE_MEMORY),
+        ("sqlite:///:memory:", DatabaseKind.SQLITE_MEMORY),
+        ("postgresql://u@db/app", DatabaseKind.POSTGRESQL),
+    ],
+)
+def test_one_helper_tells_the_database_kinds_apart(url: str, kind: DatabaseKind) -> None:
+    assert Settings(_env_file=None, database_url=url).database_kind is kind
+    assert kind.is_sqlite is (kind is not DatabaseKind.POSTGRESQL)
+
+
+def test_the_rate_limit_settings_are_listed_once_from_their_type() -> None:
+    fields = Settings.rate_limit_fields()
+    assert set(fields) == {name for name in Settings.model_fields if name.endswith("_rate_limit")}
+    assert "auth_login_rate_limit" in fields
+    # Each one is checked as a rate limit, and throwaway test settings raise every one.
+    for name in fields:
+        assert any(f"STARTERKIT_{name.upper()} " in p for p in problems(**{name: "lots"}))
+    relaxed = throwaway_settings()
+    assert all(getattr(relaxed, name) == "1000000/minute" for name in fields)
 
 
 @pytest.mark.parametrize(

@@ -14,8 +14,9 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import StaticPool
 
+from starterkit.database_url import DatabaseKind
 from starterkit.db import sqlite_driver
-from starterkit.settings import DatabaseKind, Settings
+from starterkit.settings import Settings
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -20,7 +20,6 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from starterkit.settings import Settings
 
 SCRIPT_LOCATION = "starterkit:migrations"
-BRANCH_LABEL = "starterkit"
 
 
 def alembic_config(settings: Settings, *, version_locations: Iterable[str] = ()) -> Config:
