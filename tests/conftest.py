@@ -99,6 +99,9 @@ def make_settings(database_url: str) -> SettingsFactory:
             # Tests log in and register many times from one address; the limit tests lower
             # these on purpose.
             **dict.fromkeys(Settings.rate_limit_fields(), "10000/minute"),
+            # Reuse-detection tests replay a refresh token at once; the grace window that
+            # would forgive that has tests of its own.
+            "refresh_reuse_grace_seconds": 0,
         }
         values.update(overrides)
         return Settings(_env_file=None, **values)

@@ -117,6 +117,7 @@ class Runtime:
         self.session_lifetimes = SessionLifetimes(
             idle=timedelta(days=self.settings.refresh_token_expire_days),
             absolute=timedelta(days=self.settings.session_max_age_days),
+            reuse_grace=timedelta(seconds=self.settings.refresh_reuse_grace_seconds),
         )
         self.current_user = self.require_user()
         self.current_superuser = self.require_user(superuser=True)

@@ -16,6 +16,9 @@ from starterkit.database_url import DatabaseKind, database_kind, normalize_datab
 
 ENV_PREFIX = "STARTERKIT_"
 MIN_SECRET_LENGTH = 32
+# A random secret of 32 or more characters has far more distinct characters than this (32 hex
+# digits have fewer than 8 with a probability of 4e-8); a typed or repeated one often has fewer.
+MIN_SECRET_DISTINCT_CHARACTERS = 8
 
 Environment = Literal["development", "test", "production"]
 
@@ -112,6 +115,14 @@ class Settings(BaseSettings):
         ge=1,
         le=3650,
         description="Absolute lifetime of a login, however often it is refreshed.",
+    )
+    refresh_reuse_grace_seconds: int = Field(
+        default=10,
+        ge=0,
+        le=300,
+        description="A refresh token presented again this soon after its own rotation (two "
+        "tabs, a retried request) gets a new pair in the same session instead of revoking it; "
+        "0 makes every reuse revoke the session.",
     )
     session_purge_interval_seconds: int = Field(
         default=3600,
@@ -287,6 +298,11 @@ class Settings(BaseSettings):
             )
         if production and any(p in secret.lower() for p in _PLACEHOLDER_SECRETS):
             raise ValueError("is a placeholder value, which production refuses")
+        if production and _predictable(secret):
+            raise ValueError(
+                "is not random enough (blank, few distinct characters or a repeated pattern), "
+                "which production refuses; generate one with `starterkit genkey`"
+            )
         if info.field_name == "refresh_token_secret":
             other = info.data.get("secret_key")
             if isinstance(other, SecretStr) and other.get_secret_value() == secret:
@@ -401,6 +417,14 @@ class Settings(BaseSettings):
             for name, field in cls.model_fields.items()
             if any(getattr(check, "func", None) is _rate_limit for check in field.metadata)
         )
+
+
+def _predictable(secret: str) -> bool:
+    """Whitespace only, fewer than 8 distinct characters, or one shorter string repeated."""
+    if not secret.strip() or len(set(secret)) < MIN_SECRET_DISTINCT_CHARACTERS:
+        return True
+    # A string is a repetition exactly when it occurs inside itself doubled, off the ends.
+    return (secret + secret).find(secret, 1) < len(secret)
 
 
 def settings_problems(error: Exception) -> list[str]:

@@ -285,6 +285,17 @@ async def test_forgot_password_is_limited_per_client_and_per_address(
         assert int(limited.headers["Retry-After"]) >= 1
 
 
+async def test_other_spellings_of_an_address_share_its_mail_limit(
+    make_settings: SettingsFactory,
+) -> None:
+    settings = make_settings(auth_mail_account_rate_limit="2/hour")
+    await anyio.to_thread.run_sync(migrate.upgrade, settings)
+    async with app_client(create_app(settings)) as client:
+        spellings = ["victim@example.com", "Victim@\uff45xample.com", "victim@example\u3002com"]
+        statuses = [(await forgot(client, spelling)).status_code for spelling in spellings]
+        assert statuses == [202, 202, 429]
+
+
 async def test_tokens_are_signed_with_keys_of_their_own(kit: StarterKit) -> None:
     user = User(id=7, email="k@example.com", hashed_password="$argon2id$x", is_verified=False)
     reset_token = kit.account_tokens.issue(TokenPurpose.PASSWORD_RESET, user)

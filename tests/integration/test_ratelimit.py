@@ -84,6 +84,29 @@ async def test_failed_logins_are_limited_per_account_and_successes_do_not_count(
         assert (await login(client, "happy@example.com")).status_code == 200
 
 
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        "victim@\uff45xample.com",  # a full-width e
+        "victim@example\u3002com",  # an ideographic full stop
+        "VICTIM@EXAMPLE.COM ",
+    ],
+)
+async def test_other_spellings_of_an_address_share_its_login_counter(
+    limited_settings: SettingsFactory, spelling: str
+) -> None:
+    settings = limited_settings(auth_login_account_rate_limit="3/hour")
+    async with app_client(create_app(settings)) as client:
+        await register(client, "victim@example.com")
+        # The spelling reaches the account: its right password logs in...
+        assert (await login(client, spelling)).status_code == 200
+        for _ in range(3):
+            assert (await login(client, "victim@example.com", "guess guess")).status_code == 401
+        # ...and once the plain spelling is locked, so is this one, and the other way round.
+        assert_limited(await login(client, spelling, "guess guess"))
+        assert_limited(await login(client, spelling))
+
+
 async def test_refresh_register_and_password_change_are_limited(
     limited_settings: SettingsFactory,
 ) -> None:

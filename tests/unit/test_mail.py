@@ -147,8 +147,8 @@ def test_backend_choice_follows_the_settings() -> None:
     production = settings(
         environment="production",
         database_url="postgresql://app@db/app",
-        secret_key="s" * 40,
-        refresh_token_secret="r" * 40,
+        secret_key="s" * 20 + "0123456789abcdefghijkl",
+        refresh_token_secret="r" * 20 + "0123456789abcdefghijkl",
     )
     assert build_mailer(production).backend is None  # never prints reset links in production
 
@@ -158,8 +158,8 @@ def test_mail_settings_are_checked_one_sentence_each() -> None:
         settings(
             environment="production",
             database_url="postgresql://app@db/app",
-            secret_key="s" * 40,
-            refresh_token_secret="r" * 40,
+            secret_key="s" * 20 + "0123456789abcdefghijkl",
+            refresh_token_secret="r" * 20 + "0123456789abcdefghijkl",
             email_backend="console",
             email_from="nobody",
             public_url="app.example",

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +118,37 @@ def test_production_refuses_placeholder_and_identical_secrets() -> None:
     assert placeholder.startswith("STARTERKIT_SECRET_KEY is a placeholder")
     [same] = problems(**base, secret_key=STRONG, refresh_token_secret=STRONG)
     assert same == "STARTERKIT_REFRESH_TOKEN_SECRET must differ from SECRET_KEY."
+
+
+@pytest.mark.parametrize(
+    "weak",
+    [
+        "a" * 32,
+        " " * 35,
+        "password" * 4,
+        "0123456789abcdef" * 2,  # 16 distinct characters, but one pattern twice
+        "\t\n" * 20,
+    ],
+)
+def test_production_refuses_secrets_that_are_not_random(weak: str) -> None:
+    base = {"environment": "production", "database_url": "postgresql://app@db/app"}
+    [message] = problems(**base, secret_key=weak, refresh_token_secret=OTHER)
+    assert message.startswith("STARTERKIT_SECRET_KEY is not random enough")
+    assert "starterkit genkey" in message
+    [message] = problems(**base, secret_key=STRONG, refresh_token_secret=weak)
+    assert message.startswith("STARTERKIT_REFRESH_TOKEN_SECRET is not random enough")
+
+
+def test_production_accepts_generated_secrets_of_any_common_form() -> None:
+    for _ in range(50):
+        for secret in (secrets.token_urlsafe(48), secrets.token_hex(16), secrets.token_hex(32)):
+            Settings(
+                _env_file=None,
+                environment="production",
+                database_url="postgresql://app@db/app",
+                secret_key=secret,
+                refresh_token_secret=secrets.token_urlsafe(48),
+            )
 
 
 def test_short_secret_is_refused_in_every_environment() -> None:

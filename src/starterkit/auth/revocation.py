@@ -38,9 +38,17 @@ def revoke_session(auth_session: AuthSession, now: datetime, *, reason: RevokeRe
 
 
 async def revoke_all_sessions(
-    session: AsyncSession, *, user: User, now: datetime, reason: RevokeReason
+    session: AsyncSession,
+    *,
+    user: User,
+    now: datetime,
+    reason: RevokeReason,
+    keep_session_id: int | None = None,
 ) -> bool:
     """Revoke every session of ``user`` and invalidate their outstanding access tokens.
+
+    ``keep_session_id`` names a session to leave alive: its refresh token keeps working,
+    though its access tokens die with the others (they carry the old token version).
 
     The token version is bumped in the database (``token_version + 1``), not read, changed and
     written back: concurrent bumps all count, and a user deleted meanwhile is simply left
@@ -49,11 +57,15 @@ async def revoke_all_sessions(
     Returns:
         Whether the user's row still exists.
     """
+    ended = update(AuthSession).where(
+        AuthSession.user_id == user.id, AuthSession.revoked_at.is_(None)
+    )
+    if keep_session_id is not None:
+        ended = ended.where(AuthSession.id != keep_session_id)
     await session.execute(
-        update(AuthSession)
-        .where(AuthSession.user_id == user.id, AuthSession.revoked_at.is_(None))
-        .values(revoked_at=now, revoked_reason=str(reason))
-        .execution_options(synchronize_session=False)
+        ended.values(revoked_at=now, revoked_reason=str(reason)).execution_options(
+            synchronize_session=False
+        )
     )
     bumped = await session.execute(
         update(User)

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
-from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -23,6 +23,7 @@ from starterkit.errors import error_responses
 from starterkit.exceptions import (
     AuthenticationFailed,
     EmailNotVerified,
+    InvalidRequest,
     InvalidToken,
     RefreshTokenReused,
 )
@@ -30,6 +31,7 @@ from starterkit.lifecycle.router import build_lifecycle_router
 from starterkit.ratelimit.counters import parse_limit, raise_if_refused
 from starterkit.runtime import Runtime
 from starterkit.schemas import MAX_DB_INT
+from starterkit.users.service import address_key
 
 # RFC 6749 §5.1: responses carrying tokens must not be stored by any cache.
 TOKEN_HEADERS = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -108,7 +110,7 @@ def build_auth_router(kit: Runtime, *, tags: Sequence[str] = ("auth",)) -> APIRo
         Limited per client IP (every attempt) and per account (failed attempts only).
         """
         credentials = await read_login(request)
-        account = credentials.email.strip().lower()
+        account = address_key(credentials.email)
         raise_if_refused(await kit.rate_limits.peek("login-account", account_limit, account))
         try:
             issued = await service.log_in(
@@ -190,11 +192,32 @@ def build_auth_router(kit: Runtime, *, tags: Sequence[str] = ("auth",)) -> APIRo
         "/logout-all",
         name="auth:logout_all",
         status_code=204,
-        responses=error_responses(401),
+        responses=error_responses(400, 401, 422),
     )
-    async def logout_all(user: AttachedUser, origin: RequestOrigin, session: Session) -> None:
-        """End every session of the caller and invalidate all their access tokens."""
-        await service.log_out_everywhere(session, user=user, origin=origin, now=kit.clock())
+    async def logout_all(
+        request: Request,
+        user: AttachedUser,
+        origin: RequestOrigin,
+        session: Session,
+        keep_current: Annotated[
+            bool, Query(description="Keep the session of the calling token.")
+        ] = False,
+    ) -> None:
+        """End every session of the caller and invalidate all their access tokens.
+
+        With `keep_current=true` the session of the calling token stays: its refresh token
+        keeps working, but its access token stops like all the others, so refresh once to go
+        on. A token that belongs to no session (made outside a login) is then 400.
+        """
+        keep = None
+        if keep_current:
+            claims = claims_of(request)
+            keep = claims.session_id if claims else None
+            if keep is None:
+                raise InvalidRequest("This token belongs to no session to keep.")
+        await service.log_out_everywhere(
+            session, user=user, origin=origin, now=kit.clock(), keep_session_id=keep
+        )
         await session.commit()
 
     @router.get(

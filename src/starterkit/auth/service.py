@@ -45,10 +45,12 @@ REVOKED_RETENTION = timedelta(days=1)
 
 @dataclass(frozen=True, slots=True)
 class SessionLifetimes:
-    """How long refresh tokens live unused (idle) and how long a login lasts at most."""
+    """How long refresh tokens live unused (idle), how long a login lasts at most, and how
+    soon after its rotation a refresh token may come again without counting as stolen."""
 
     idle: timedelta
     absolute: timedelta
+    reuse_grace: timedelta = timedelta(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,9 +227,15 @@ async def rotate_refresh_token(
 ) -> IssuedTokens:
     """Exchange a refresh token for a new pair, consuming it.
 
+    A token that was already used is reuse, unless it comes again within
+    ``lifetimes.reuse_grace`` of its own rotation (two tabs, a retried request): then it gets
+    another new pair in the same session. The session row is locked before the user is read,
+    so a logout-all, password change or deactivation racing this refresh either ends the
+    session first (and this fails) or waits for this commit and outdates what it issued.
+
     Raises:
-        RefreshTokenReused: the token was already used: its session is revoked and
-            ``refresh_token_reused`` recorded before this is raised.
+        RefreshTokenReused: the token was already used, outside the grace window: its session
+            is revoked and ``refresh_token_reused`` recorded before this is raised.
         InvalidToken: unknown, expired or revoked, or its user is inactive (whose session is
             then revoked). The caller must commit even on these errors so revocations stick.
     """
@@ -248,21 +256,25 @@ async def rotate_refresh_token(
         .execution_options(synchronize_session=False)
     )
     row = consumed.first()
-    if row is None:
-        reused = await _detect_reuse(session, digest=digest, now=now)
-        if reused is not None:
-            record_event(
-                session,
-                event_type=EventType.REFRESH_TOKEN_REUSED,
-                origin=origin,
-                now=now,
-                user_id=reused.user_id,
-            )
-            raise RefreshTokenReused(user_id=reused.user_id, session_id=reused.id)
+    token_id, session_id = (
+        row
+        if row is not None
+        else await _used_again(
+            session, digest=digest, grace=lifetimes.reuse_grace, origin=origin, now=now
+        )
+    )
+    # FOR UPDATE (PostgreSQL; SQLite runs one writer at a time anyway) and read again: a
+    # revocation committed since the UPDATE above is seen now, and a later one waits.
+    locked = await session.execute(
+        select(AuthSession)
+        .where(AuthSession.id == session_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    auth_session = locked.scalar_one()
+    if auth_session.revoked_at is not None or auth_session.expires_at <= now:
         raise InvalidToken
-    token_id, session_id = row
-    auth_session = await session.get_one(AuthSession, session_id)
-    user = await session.get_one(User, auth_session.user_id)
+    user = await session.get_one(User, auth_session.user_id, populate_existing=True)
     if not user.is_active:
         revoke_session(auth_session, now, reason=RevokeReason.INACTIVE)
         raise InvalidToken
@@ -275,8 +287,15 @@ async def rotate_refresh_token(
     )  # fmt: skip
 
 
-async def _detect_reuse(session: AsyncSession, *, digest: str, now: datetime) -> AuthSession | None:
-    """Revoke the family of a token presented after it had been used; return that family."""
+async def _used_again(
+    session: AsyncSession, *, digest: str, grace: timedelta, origin: Origin, now: datetime
+) -> tuple[int, int]:
+    """A token that could not be consumed: ``(token id, session id)`` if it may be used again.
+
+    Raises:
+        RefreshTokenReused: used before, outside the grace window: the session is revoked.
+        InvalidToken: unknown, never used (so expired), or its session already ended.
+    """
     found = await session.execute(
         select(RefreshToken, AuthSession)
         .join(AuthSession, AuthSession.id == RefreshToken.session_id)
@@ -284,15 +303,29 @@ async def _detect_reuse(session: AsyncSession, *, digest: str, now: datetime) ->
     )
     match = found.first()
     if match is None:
-        return None
+        raise InvalidToken
     token, auth_session = match
     if token.used_at is None or auth_session.revoked_at is not None:
-        return None  # expired, or its session already ended: a plain failure
+        raise InvalidToken  # expired, or its session already ended: a plain failure
+    # A concurrent use may have stamped a time later than this request's ``now``.
+    if grace > timedelta(0) and now - token.used_at <= grace:
+        logger.info(
+            "refresh token of session %s presented again within the grace window",
+            auth_session.id,
+        )
+        return token.id, auth_session.id
     revoke_session(auth_session, now, reason=RevokeReason.REUSE)
     logger.warning(
         "refresh token reuse: revoked session %s of user %s", auth_session.id, auth_session.user_id
     )
-    return auth_session
+    record_event(
+        session,
+        event_type=EventType.REFRESH_TOKEN_REUSED,
+        origin=origin,
+        now=now,
+        user_id=auth_session.user_id,
+    )
+    raise RefreshTokenReused(user_id=auth_session.user_id, session_id=auth_session.id)
 
 
 async def log_out(
@@ -320,13 +353,24 @@ async def log_out(
 
 
 async def log_out_everywhere(
-    session: AsyncSession, *, user: User, origin: Origin, now: datetime
+    session: AsyncSession,
+    *,
+    user: User,
+    origin: Origin,
+    now: datetime,
+    keep_session_id: int | None = None,
 ) -> None:
-    """End every session of ``user`` and invalidate all their access tokens.
+    """End every session of ``user`` (but ``keep_session_id``) and invalidate all access tokens.
 
     An account deleted meanwhile has nothing left to end, and no event is recorded for it.
     """
-    if await revoke_all_sessions(session, user=user, now=now, reason=RevokeReason.LOGOUT_ALL):
+    if await revoke_all_sessions(
+        session,
+        user=user,
+        now=now,
+        reason=RevokeReason.LOGOUT_ALL,
+        keep_session_id=keep_session_id,
+    ):
         record_event(
             session, event_type=EventType.LOGOUT_ALL, origin=origin, now=now, user_id=user.id
         )

@@ -70,6 +70,20 @@ def normalize_lookup_email(email: str) -> str:
         return email.strip().lower()
 
 
+def address_key(email: str) -> str:
+    """The key of an address's counters (failed logins, mails asked for).
+
+    The address as account lookups normalise it, so that every spelling that reaches one
+    account (letter case, full-width letters, an ideographic full stop, other Unicode forms
+    email-validator maps to the same address) shares one counter; an address no account can
+    have is keyed as typed, trimmed and lower-cased.
+    """
+    try:
+        return normalize_email(email)
+    except InvalidRequest:
+        return email.strip().lower()
+
+
 async def get_user_by_email(session: AsyncSession, email: str) -> User | None:
     """The user with this email (compared normalised), or None."""
     try:
