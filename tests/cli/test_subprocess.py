@@ -70,7 +70,7 @@ def test_serve_on_a_fresh_folder_creates_secrets_migrates_and_serves_docs(
     secrets = read_env_file(env_file)
     assert set(secrets) == {"STARTERKIT_SECRET_KEY", "STARTERKIT_REFRESH_TOKEN_SECRET"}
     assert "Generated STARTERKIT_SECRET_KEY and STARTERKIT_REFRESH_TOKEN_SECRET" in output
-    assert "Database migrated to starterkit_0004." in output
+    assert "Database migrated to starterkit_0005." in output
     assert (tmp_path / "starterkit.db").exists()
     assert "Traceback" not in output
 

@@ -71,7 +71,7 @@ async def test_a_commit_to_other_tables_keeps_the_cached_user(
     ("change", "status"),
     [
         pytest.param({"is_active": False}, 401, id="deactivated"),
-        pytest.param({"token_version": 7}, 401, id="token-version-bumped"),
+        pytest.param({"token_version": User.token_version + 1}, 401, id="token-version-bumped"),
         pytest.param({"full_name": "Renamed"}, 200, id="renamed"),
     ],
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime
 
 from sqlalchemy import ForeignKey, Index, String, Text, false, true
@@ -13,6 +14,14 @@ EMAIL_MAX_LENGTH = 320
 TITLE_MAX_LENGTH = 255
 DESCRIPTION_MAX_LENGTH = 10_000
 USER_AGENT_MAX_LENGTH = 512
+# On tables whose ids clients see: SQLite would otherwise give a deleted row's id to the next
+# row (migration starterkit_0005). PostgreSQL's sequences never reuse one anyway.
+NEVER_REUSE_IDS = {"sqlite_autoincrement": True}
+
+
+def first_token_version() -> int:
+    """A new account's token version: random, and far from the column's int32 limit."""
+    return secrets.randbelow(2**30)
 
 
 class TimestampMixin:
@@ -26,6 +35,7 @@ class User(TimestampMixin, Base):
     """An account. ``email`` is stored trimmed and lower-cased, unique."""
 
     __tablename__ = "users"
+    __table_args__ = NEVER_REUSE_IDS
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
     email: Mapped[str] = mapped_column(String(EMAIL_MAX_LENGTH), unique=True)
@@ -34,8 +44,10 @@ class User(TimestampMixin, Base):
     is_active: Mapped[bool] = mapped_column(default=True, server_default=true())
     is_superuser: Mapped[bool] = mapped_column(default=False, server_default=false())
     is_verified: Mapped[bool] = mapped_column(default=False, server_default=false())
-    # Part of every access token; bumping it ends all of the user's access tokens at once.
-    token_version: Mapped[int] = mapped_column(default=0, server_default="0")
+    # Part of every access token; bumping it ends all of the user's access tokens at once. It
+    # starts at a random number, so that no token ever issued matches an account created
+    # later, whatever its id (a token also names the account instance, not only the id).
+    token_version: Mapped[int] = mapped_column(default=first_token_version, server_default="0")
 
     def __repr__(self) -> str:
         return f"User(id={self.id!r}, email={self.email!r})"
@@ -48,6 +60,7 @@ class Item(TimestampMixin, Base):
     __table_args__ = (
         Index(None, "owner_id", "created_at", "id"),  # a user's items, newest first
         Index(None, "created_at", "id"),  # everyone's items, for superusers
+        NEVER_REUSE_IDS,
     )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
@@ -69,6 +82,7 @@ class AuthSession(Base):
     """
 
     __tablename__ = "auth_sessions"
+    __table_args__ = NEVER_REUSE_IDS
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
     user_id: Mapped[int] = mapped_column(
@@ -120,7 +134,7 @@ class AuthEvent(Base):
     """
 
     __tablename__ = "auth_events"
-    __table_args__ = (Index(None, "user_id", "created_at", "id"),)
+    __table_args__ = (Index(None, "user_id", "created_at", "id"), NEVER_REUSE_IDS)
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
     user_id: Mapped[int | None] = mapped_column(

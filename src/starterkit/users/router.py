@@ -252,6 +252,7 @@ def build_users_router(kit: Runtime, *, tags: Sequence[str] = ("users",)) -> API
         user = await service.get_user(session, user_id)
         await service.delete_user(session, user=user, actor=admin)
         await session.commit()
+        await kit.cache.invalidate(user_id)  # nothing of theirs may be served again
         return Response(status_code=204)
 
     return router
