@@ -74,7 +74,9 @@ class ConsoleBackend:
     """Prints each message to the log instead of sending it; keeps the latest in ``outbox``.
 
     The log record is a warning on the ``starterkit.mail`` logger, so it reaches stderr even in
-    an app that configured no logging: a mail that was not really sent is worth noticing.
+    an app that configured no logging: a mail that was not really sent is worth noticing. It
+    shows the sender, recipient, subject and the text as written, not the MIME encoding (whose
+    quoted-printable soft line breaks would cut a link into pieces that cannot be copied).
     """
 
     def __init__(self, *, outbox_size: int = OUTBOX_SIZE) -> None:
@@ -84,8 +86,12 @@ class ConsoleBackend:
         """Log ``mail`` in full and append it to the outbox."""
         self.outbox.append(mail)
         logger.warning(
-            "EMAIL_BACKEND=console: this mail was printed, not sent:\n%s",
-            to_email_message(mail).as_string(),
+            "EMAIL_BACKEND=console: this mail was printed, not sent:\n"
+            "From: %s\nTo: %s\nSubject: %s\n\n%s",
+            mail.sender,
+            mail.to,
+            mail.subject,
+            mail.text,
         )
 
 

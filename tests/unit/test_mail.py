@@ -110,6 +110,28 @@ async def test_console_backend_logs_the_whole_message_and_keeps_an_outbox(
     assert "https://app.example/reset-password?token=abc" in caplog.text
 
 
+async def test_console_backend_prints_each_link_whole_on_its_own_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A real reset token is a few hundred characters with "=" in it: the MIME text used to
+    # break it into quoted-printable pieces ("token=3DeyJ...=" over six lines).
+    link = "http://127.0.0.1:8111/reset-password?token=" + "eyJhbGciOiJIUzI1NiJ9." * 15
+    mail = Mail(
+        to="alice@example.com",
+        subject="Reset your password",
+        text=f"Open this link within 30 minutes:\n\n{link}\n\nIt works once.\n",
+        sender="Accounts <accounts@example.com>",
+        link=link,
+    )
+    with caplog.at_level(logging.WARNING, logger="starterkit.mail"):
+        await ConsoleBackend()(mail)
+    printed = caplog.records[-1].getMessage().splitlines()
+    assert link in printed
+    assert "To: alice@example.com" in printed
+    assert "From: Accounts <accounts@example.com>" in printed
+    assert not any(line.endswith("=") or "=3D" in line for line in printed)
+
+
 async def test_a_mailer_without_backend_drops_mail_with_a_warning(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
