@@ -22,7 +22,7 @@ def parse_networks(entries: tuple[str, ...]) -> tuple[IPNetwork, ...]:
 
 def _is_trusted(address: str, networks: Sequence[IPNetwork]) -> bool:
     try:
-        ip = ipaddress.ip_address(address)
+        ip = _address(address)
     except ValueError:
         return False
     return any(ip in network for network in networks)
@@ -34,8 +34,10 @@ def client_ip(connection: HTTPConnection, trusted_proxies: Sequence[str]) -> str
     The socket peer, unless the peer is a trusted proxy: then the right-most
     ``X-Forwarded-For`` hop that is not itself a trusted proxy. Hops left of that one were
     written by the client and are never believed, so a client cannot choose its own address.
+    Addresses come back in one canonical form: an IPv4-mapped IPv6 address as IPv4, an IPv6
+    address without its zone (``%eth0``), so one client is always one string.
     """
-    peer = connection.client.host if connection.client else "unknown"
+    peer = canonical_ip(connection.client.host) if connection.client else "unknown"
     networks = parse_networks(tuple(trusted_proxies))
     if not networks or not _is_trusted(peer, networks):
         return peer
@@ -44,10 +46,40 @@ def client_ip(connection: HTTPConnection, trusted_proxies: Sequence[str]) -> str
     for hop in reversed(hops):
         if not _is_trusted(hop, networks):
             try:
-                return str(ipaddress.ip_address(hop))
+                return str(_address(hop))
             except ValueError:
                 return peer  # garbage from a client: attribute it to the proxy that sent it
-    return hops[0] if hops else peer
+    return canonical_ip(hops[0]) if hops else peer
+
+
+def canonical_ip(text: str) -> str:
+    """``text`` as a canonical address (see :func:`client_ip`), or unchanged if it is none."""
+    try:
+        return str(_address(text))
+    except ValueError:
+        return text
+
+
+def rate_limit_key(ip: str, ipv6_prefix: int) -> str:
+    """Who a per-IP limit counts: an IPv4 address, or the IPv6 network of ``ipv6_prefix`` bits.
+
+    One IPv6 subscriber usually has a whole /64 (or more) to pick addresses from, so counting
+    single IPv6 addresses would give one client billions of budgets.
+    """
+    try:
+        address = _address(ip)
+    except ValueError:
+        return ip
+    if isinstance(address, ipaddress.IPv4Address):
+        return str(address)
+    return str(ipaddress.IPv6Network((address, ipv6_prefix), strict=False))
+
+
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    address = ipaddress.ip_address(text.strip().split("%", 1)[0])
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
 
 
 def origin_of(connection: HTTPConnection, trusted_proxies: Sequence[str]) -> Origin:

@@ -164,7 +164,13 @@ class Runtime:
 
     def limit_per_client(self, name: str, limit_text: str) -> LimitDependency:
         """A dependency counting requests against ``limit_text`` per client IP."""
-        return limit_per_client(self.rate_limits, self.settings.trusted_proxies, name, limit_text)
+        return limit_per_client(
+            self.rate_limits,
+            self.settings.trusted_proxies,
+            name,
+            limit_text,
+            ipv6_prefix=self.settings.ipv6_rate_limit_prefix,
+        )
 
     def limit_per_user(self, name: str, limit_text: str) -> LimitDependency:
         """A dependency counting the signed-in user's requests against ``limit_text``."""

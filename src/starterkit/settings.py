@@ -173,6 +173,13 @@ class Settings(BaseSettings):
         default_factory=list,
         description="IPs and CIDRs of proxies whose `X-Forwarded-For` is believed.",
     )
+    ipv6_rate_limit_prefix: int = Field(
+        default=64,
+        ge=32,
+        le=128,
+        description="Per-IP limits count an IPv6 client by its network of this many bits (one "
+        "subscriber usually has a /64 or more); IPv4-mapped addresses count as IPv4.",
+    )
     api_prefix: str = Field(default="/api/v1", description="Path prefix of every route.")
     password_min_length: int = Field(
         default=12, ge=8, le=256, description="Shortest password accepted, in characters."

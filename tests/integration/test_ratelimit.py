@@ -66,6 +66,43 @@ async def test_trusted_proxy_forwarded_clients_are_counted_separately(
         assert_limited(await login(client, "x@example.com", **spoof))
 
 
+async def test_an_ipv6_client_is_counted_by_its_network_and_mapped_ipv4_as_ipv4(
+    limited_settings: SettingsFactory,
+) -> None:
+    settings = limited_settings(auth_login_rate_limit="2/minute", trusted_proxies=["127.0.0.1"])
+    async with app_client(create_app(settings)) as client:
+
+        async def from_ip(address: str) -> httpx.Response:
+            return await login(client, "v6@example.com", **{"X-Forwarded-For": address})
+
+        # Two addresses of one /64 share a budget; the next /64 has its own.
+        assert (await from_ip("2001:db8:1:2::1")).status_code == 401
+        assert (await from_ip("2001:db8:1:2:ffff::9")).status_code == 401
+        assert_limited(await from_ip("2001:db8:1:2:1234::5"))
+        assert (await from_ip("2001:db8:1:3::1")).status_code == 401
+        # An IPv4 client writing itself as IPv4-mapped IPv6 is still the same client.
+        assert (await from_ip("198.51.100.7")).status_code == 401
+        assert (await from_ip("198.51.100.7")).status_code == 401
+        assert_limited(await from_ip("::ffff:198.51.100.7"))
+
+
+async def test_a_forwarded_address_with_a_long_zone_is_stored_without_it(
+    limited_settings: SettingsFactory,
+) -> None:
+    # A zone id made the address longer than the 45-character ip columns: 500 on PostgreSQL.
+    settings = limited_settings(trusted_proxies=["127.0.0.1"])
+    async with app_client(create_app(settings)) as client:
+        zoned = {"X-Forwarded-For": "fe80::1%" + "z" * 200}
+        await register(client, "zone@example.com")
+        assert (await login(client, "zone@example.com", "wrong guess!", **zoned)).status_code == 401
+        response = await login(client, "zone@example.com", **zoned)
+        assert response.status_code == 200, response.text
+        sessions = await client.get(
+            f"{API}/auth/sessions", headers=bearer(response.json()["access_token"])
+        )
+        assert [s["ip"] for s in sessions.json()] == ["fe80::1"]
+
+
 async def test_failed_logins_are_limited_per_account_and_successes_do_not_count(
     limited_settings: SettingsFactory,
 ) -> None:

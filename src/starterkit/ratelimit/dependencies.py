@@ -14,7 +14,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from starterkit.clientip import client_ip
+from starterkit.clientip import client_ip, rate_limit_key
 from starterkit.db.models import User
 from starterkit.middleware import RATE_LIMIT_HEADERS_KEY
 from starterkit.ratelimit.counters import LimitState, RateLimits, parse_limit, raise_if_refused
@@ -33,7 +33,12 @@ def report(request: Request, state: LimitState) -> None:
 
 
 def limit_per_client(
-    rate_limits: RateLimits, trusted_proxies: Sequence[str], name: str, limit_text: str
+    rate_limits: RateLimits,
+    trusted_proxies: Sequence[str],
+    name: str,
+    limit_text: str,
+    *,
+    ipv6_prefix: int = 64,
 ) -> LimitDependency:
     """A dependency counting each request against ``limit_text`` per client IP.
 
@@ -42,11 +47,13 @@ def limit_per_client(
         trusted_proxies: whose ``X-Forwarded-For`` names the client (TRUSTED_PROXIES).
         name: names the counter, e.g. ``"login"``; routes with the same name share it.
         limit_text: e.g. ``"5/minute"`` or ``"10/second;100/minute"``; every window applies.
+        ipv6_prefix: an IPv6 client counts by its network of this many bits.
     """
     limit = parse_limit(limit_text)
 
     async def rate_limit(request: Request) -> None:
-        state = await rate_limits.hit(name, limit, client_ip(request, trusted_proxies))
+        key = rate_limit_key(client_ip(request, trusted_proxies), ipv6_prefix)
+        state = await rate_limits.hit(name, limit, key)
         raise_if_refused(state)
         report(request, state)
 

@@ -12,16 +12,16 @@ from typing import cast
 from fastapi import Request, Response
 from slowapi import Limiter
 
-from starterkit.clientip import client_ip
+from starterkit.clientip import client_ip, rate_limit_key
 from starterkit.errors import error_response
 from starterkit.settings import Settings
 
 
-def client_key(trusted_proxies: Sequence[str]) -> Callable[[Request], str]:
-    """slowapi key function: the trusted-proxy-aware client IP."""
+def client_key(trusted_proxies: Sequence[str], ipv6_prefix: int = 64) -> Callable[[Request], str]:
+    """slowapi key function: the trusted-proxy-aware client IP (an IPv6 client's network)."""
 
     def key(request: Request) -> str:
-        return client_ip(request, trusted_proxies)
+        return rate_limit_key(client_ip(request, trusted_proxies), ipv6_prefix)
 
     return key
 
@@ -29,7 +29,7 @@ def client_key(trusted_proxies: Sequence[str]) -> Callable[[Request], str]:
 def build_limiter(settings: Settings) -> Limiter:
     """slowapi on the same Redis (or memory), key function and strategy as the built-in limits."""
     return Limiter(
-        key_func=client_key(settings.trusted_proxies),
+        key_func=client_key(settings.trusted_proxies, settings.ipv6_rate_limit_prefix),
         storage_uri=settings.redis_url or "memory://",
         # slowapi annotates these as strings; redis-py needs numbers.
         storage_options=cast("dict[str, str]", {"socket_connect_timeout": 1, "socket_timeout": 1})
