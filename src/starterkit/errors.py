@@ -264,13 +264,23 @@ async def domain_exception_handler(_request: Request, error: Exception) -> Respo
     return error_response(500, INTERNAL_ERROR_DETAIL)
 
 
+# PostgreSQL SQLSTATEs that say "no connection to be had" rather than "this query is wrong":
+# connection exceptions (08), invalid authorization (28), insufficient resources such as too
+# many connections (53), operator intervention such as a shutdown or a dropped database (57P),
+# and a database that does not exist (3D000).
+_UNAVAILABLE_SQLSTATE_PREFIXES = ("08", "28", "53", "57P", "3D000")
+
+
 def is_unavailable_error(error: BaseException) -> bool:
     """Tell whether an exception means "the database cannot be reached right now"."""
     from sqlalchemy import exc as sa_exc  # noqa: PLC0415 - errors.py stays importable alone
 
     if isinstance(error, sa_exc.DBAPIError):
-        return error.connection_invalidated or isinstance(
-            error, sa_exc.OperationalError | sa_exc.InterfaceError
+        sqlstate = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
+        return (
+            error.connection_invalidated
+            or isinstance(error, sa_exc.OperationalError | sa_exc.InterfaceError)
+            or (isinstance(sqlstate, str) and sqlstate.startswith(_UNAVAILABLE_SQLSTATE_PREFIXES))
         )
     if isinstance(error, sa_exc.TimeoutError | ConnectionError | TimeoutError | socket.gaierror):
         return True

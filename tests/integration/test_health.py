@@ -14,7 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from starterkit import Settings, User, __version__, create_app
 from starterkit.db import migrate
+from starterkit.testing import signed_in_user
 from tests.conftest import SettingsFactory, app_client
+from tests.support.databases import drop_postgres_database, recreate_postgres_database
 from tests.support.tcp_proxy import TCPProxy
 
 pytestmark = pytest.mark.anyio
@@ -122,6 +124,48 @@ async def test_postgres_outage_is_503_and_recovers_without_restart(
             await check_recovered(client)
     finally:
         await proxy.cut()
+
+
+@pytest.mark.postgres
+async def test_a_dropped_database_is_503_everywhere_and_a_new_one_is_used_at_once(
+    make_settings: SettingsFactory, database_url: str
+) -> None:
+    # Seen: `drop database ... with (force)` under a running service made /health 503 but
+    # an authenticated GET /items a 500.
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL only")
+    settings = make_settings(database_pool_timeout=2)
+    await anyio.to_thread.run_sync(migrate.upgrade, settings)
+    app = create_app(settings)
+    async with app_client(app) as client:
+        _, headers = await signed_in_user(app, "dropped@example.com")
+        assert (await client.get("/api/v1/items", headers=headers)).status_code == 200
+        await anyio.to_thread.run_sync(drop_postgres_database, database_url)
+        for path in ("/api/v1/items", "/api/v1/users/me"):
+            response = await client.get(path, headers=headers)
+            assert_unavailable(response)
+            assert "3D000" not in response.text
+            assert "does not exist" not in response.text
+        await anyio.to_thread.run_sync(recreate_postgres_database, database_url)
+        await anyio.to_thread.run_sync(migrate.upgrade, settings)
+        # Served again without a restart: the account went with the old database.
+        assert (await client.get("/api/v1/users/me", headers=headers)).status_code == 401
+        assert (await client.get("/api/v1/health")).status_code == 200
+
+
+@pytest.mark.postgres
+async def test_wrong_database_credentials_are_503_without_driver_text(
+    make_settings: SettingsFactory, database_url: str
+) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL only")
+    stranger = make_url(database_url).set(username="nobody_here", password="wrong")
+    settings = make_settings(database_url=stranger.render_as_string(hide_password=False))
+    async with app_client(app_with_db_route(settings)) as client:
+        response = await client.get("/api/v1/user-count")
+    assert_unavailable(response)
+    assert "nobody_here" not in response.text
+    assert "28000" not in response.text
 
 
 @pytest.fixture

@@ -45,3 +45,18 @@ def drop_postgres_database(url: str) -> None:
             await connection.close()
 
     asyncio.run(drop())
+
+
+def recreate_postgres_database(url: str) -> None:
+    """Create the database ``url`` points at again, empty, after it was dropped."""
+    dsn, _ = _admin_dsn(url)
+    name = make_url(url).database
+
+    async def create() -> None:
+        connection = await asyncpg.connect(dsn)
+        try:
+            await connection.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await connection.close()
+
+    asyncio.run(create())
