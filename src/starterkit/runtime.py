@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
-from starlette.requests import HTTPConnection
+from starlette.requests import HTTPConnection, Request
 
 from starterkit.audit import Origin, purge_events_before
 from starterkit.auth.dependencies import (
@@ -38,7 +38,7 @@ from starterkit.auth.tokens import Clock, TokenService
 from starterkit.auth.user_cache import UserCache
 from starterkit.background import BackgroundJobs
 from starterkit.cache import MemoryBackend, RedisBackend, ResponseCache
-from starterkit.clientip import origin_of
+from starterkit.clientip import client_ip, origin_of, rate_limit_key
 from starterkit.db.base import utcnow
 from starterkit.db.engine import (
     create_engine,
@@ -51,7 +51,13 @@ from starterkit.lifecycle.tokens import AccountTokens, build_account_tokens
 from starterkit.mail import build_mailer
 from starterkit.metrics import Metrics
 from starterkit.ratelimit.counters import RateLimits
-from starterkit.ratelimit.dependencies import LimitDependency, limit_per_client, limit_per_user
+from starterkit.ratelimit.dependencies import (
+    KeyFunction,
+    LimitDependency,
+    limit_per_client,
+    limit_per_user,
+    limit_route,
+)
 from starterkit.ratelimit.limiter import build_limiter
 from starterkit.settings import Settings
 
@@ -175,6 +181,38 @@ class Runtime:
     def limit_per_user(self, name: str, limit_text: str) -> LimitDependency:
         """A dependency counting the signed-in user's requests against ``limit_text``."""
         return limit_per_user(self.rate_limits, self.current_user, name, limit_text)
+
+    def rate_limit(
+        self,
+        limit: str,
+        *,
+        key: Literal["ip", "user"] | KeyFunction = "ip",
+        name: str | None = None,
+    ) -> LimitDependency:
+        """A dependency that rate-limits the route it is on, on the built-in limits' counters.
+
+        ``@app.get("/search", dependencies=[Depends(kit.rate_limit("10/minute"))])``: every
+        window of ``limit`` applies; responses carry ``X-RateLimit-*``, a refusal is 429 in
+        the error envelope with ``Retry-After``; counters are shared through Redis and fall
+        back to memory when it is away. It works on any route, whatever its parameters.
+
+        Args:
+            limit: e.g. ``"10/minute"`` or ``"10/second;100/minute"``.
+            key: ``"ip"`` counts per client address (trusted-proxy aware, an IPv6 client by
+                its network), ``"user"`` per signed-in user (401 without one), or a function
+                of the request (sync or async) returning the key.
+            name: share one counter between the routes that give the same name; by default
+                each route (method and path) has its own.
+        """
+        if key == "user":
+            return limit_route(self.rate_limits, limit, current_user=self.current_user, name=name)
+        if key == "ip":
+            key = self._client_key
+        return limit_route(self.rate_limits, limit, key=key, name=name)
+
+    def _client_key(self, request: Request) -> str:
+        ip = client_ip(request, self.settings.trusted_proxies)
+        return f"ip:{rate_limit_key(ip, self.settings.ipv6_rate_limit_prefix)}"
 
     @functools.cached_property
     def limiter(self) -> Limiter:

@@ -9,6 +9,7 @@ No ``from __future__ import annotations`` here: FastAPI reads the annotations of
 dependencies built here at runtime, and they name local variables.
 """
 
+import inspect
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated
 
@@ -21,6 +22,8 @@ from starterkit.ratelimit.counters import LimitState, RateLimits, parse_limit, r
 
 LimitDependency = Callable[..., Awaitable[None]]
 UserDependency = Callable[..., Awaitable[User]]
+KeyFunction = Callable[[Request], str | Awaitable[str]]
+"""Who a request counts as, for ``kit.rate_limit(..., key=...)``: sync or async."""
 
 
 def report(request: Request, state: LimitState) -> None:
@@ -72,3 +75,58 @@ def limit_per_user(
         report(request, state)
 
     return rate_limit
+
+
+def limit_route(
+    rate_limits: RateLimits,
+    limit_text: str,
+    *,
+    key: KeyFunction | None = None,
+    current_user: UserDependency | None = None,
+    name: str | None = None,
+) -> LimitDependency:
+    """A dependency that limits the route it is on: ``kit.rate_limit(...)``.
+
+    Each route (method and path template) has counters of its own unless ``name`` gives
+    several routes one counter. The counters are the built-in limits' own: shared through
+    Redis, falling back to memory, with the same headers and 429.
+
+    Args:
+        rate_limits: the counters to use.
+        limit_text: e.g. ``"10/minute"`` or ``"10/second;100/minute"``; checked here, so a
+            bad one fails where the route is defined.
+        key: a function of the request naming who it counts as.
+        current_user: instead of ``key``: the user dependency whose user it counts as.
+        name: the counter's name; by default the route's method and path template.
+    """
+    limit = parse_limit(limit_text)
+
+    async def count(request: Request, who: str) -> None:
+        state = await rate_limits.hit("route", limit, name or _route_of(request), who)
+        raise_if_refused(state)
+        report(request, state)
+
+    if current_user is not None:
+        user_dependency = current_user
+
+        async def rate_limit_user(
+            request: Request, user: Annotated[User, Depends(user_dependency)]
+        ) -> None:
+            await count(request, f"user:{user.id}")
+
+        return rate_limit_user
+    if key is None:
+        raise TypeError("limit_route needs key or current_user")
+    key_of = key
+
+    async def rate_limit(request: Request) -> None:
+        who = key_of(request)
+        await count(request, str(await who if inspect.isawaitable(who) else who))
+
+    return rate_limit
+
+
+def _route_of(request: Request) -> str:
+    route = request.scope.get("route")
+    template = getattr(route, "path_format", None) or getattr(route, "path", None)
+    return f"{request.method} {template if isinstance(template, str) else request.url.path}"

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import cast
 
 from fastapi import Request, Response
+from limits import RateLimitItem
 from slowapi import Limiter
 
 from starterkit.clientip import client_ip, rate_limit_key
@@ -26,9 +27,25 @@ def client_key(trusted_proxies: Sequence[str], ipv6_prefix: int = 64) -> Callabl
     return key
 
 
+class _Limiter(Limiter):
+    """slowapi's ``Limiter``, minus its 500 for a route without a ``response`` parameter.
+
+    slowapi adds its headers to the endpoint's ``response: Response`` parameter; for a route
+    written as its README shows (``request: Request`` only) it raised instead, so every
+    allowed request was a 500. Such routes now simply go without the headers.
+    """
+
+    def _inject_headers(  # type: ignore[override]  # slowapi passes None here too
+        self, response: Response | None, current_limit: tuple[RateLimitItem, list[str]]
+    ) -> Response | None:
+        if not isinstance(response, Response):
+            return response
+        return super()._inject_headers(response, current_limit)
+
+
 def build_limiter(settings: Settings) -> Limiter:
     """slowapi on the same Redis (or memory), key function and strategy as the built-in limits."""
-    return Limiter(
+    return _Limiter(
         key_func=client_key(settings.trusted_proxies, settings.ipv6_rate_limit_prefix),
         storage_uri=settings.redis_url or "memory://",
         # slowapi annotates these as strings; redis-py needs numbers.
