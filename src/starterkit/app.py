@@ -66,7 +66,13 @@ class StarterKit(Runtime):
     @functools.cached_property
     def metrics_router(self) -> APIRouter:
         """``GET /metrics`` in Prometheus' text format."""
-        return build_metrics_router(self.metrics)
+        return build_metrics_router(
+            self.metrics,
+            token=self.settings.metrics_token.get_secret_value()
+            if self.settings.metrics_token
+            else None,
+            open_without_token=not self.settings.is_production,
+        )
 
     def install(self, app: FastAPI) -> None:
         """Add the error envelope, limiter, metrics, request ids, body limit and CORS to ``app``."""
@@ -96,7 +102,7 @@ class StarterKit(Runtime):
         app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
         app.add_middleware(MetricsMiddleware, metrics=self.metrics)
         # Added last, so it is outermost: every response, CORS and 413 included, gets an id.
-        app.add_middleware(RequestContextMiddleware)
+        app.add_middleware(RequestContextMiddleware, hsts_seconds=settings.hsts_seconds)
         app.state.starterkit = self
         _point_token_url_at_login(app)
 

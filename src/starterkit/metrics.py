@@ -8,17 +8,19 @@ at scrape time.
 
 from __future__ import annotations
 
+import hmac
 import time
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
 from starterkit.cache import ResponseCache
+from starterkit.exceptions import AuthenticationFailed, NotFound
 from starterkit.ratelimit.counters import RateLimits
 
 if TYPE_CHECKING:
@@ -131,8 +133,22 @@ class MetricsMiddleware:
             self.metrics.latency.labels(method, route).observe(time.perf_counter() - start)
 
 
-def build_metrics_router(metrics: Metrics, *, tags: Sequence[str] = ("operations",)) -> APIRouter:
-    """``GET /metrics`` of ``metrics`` (a runtime's); mount it where your scraper looks."""
+def build_metrics_router(
+    metrics: Metrics,
+    *,
+    token: str | None = None,
+    open_without_token: bool = True,
+    tags: Sequence[str] = ("operations",),
+) -> APIRouter:
+    """``GET /metrics`` of ``metrics`` (a runtime's); mount it where your scraper looks.
+
+    Args:
+        metrics: what to expose.
+        token: when set, requests need ``Authorization: Bearer <token>`` (401 otherwise).
+        open_without_token: without a token, serve everyone (True) or answer 404 (False,
+            production's default: metrics tell outsiders about traffic and errors).
+        tags: OpenAPI tags of the route.
+    """
     router = APIRouter(tags=list(tags))
 
     @router.get(
@@ -141,8 +157,19 @@ def build_metrics_router(metrics: Metrics, *, tags: Sequence[str] = ("operations
         response_class=Response,
         responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Metrics."}},
     )
-    async def read_metrics() -> Response:
+    async def read_metrics(request: Request) -> Response:
         """Prometheus metrics of this process."""
+        if token is None and not open_without_token:
+            raise NotFound
+        if token is not None and not _bearer_matches(request, token):
+            raise AuthenticationFailed("This needs the metrics token as a bearer token.")
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     return router
+
+
+def _bearer_matches(request: Request, token: str) -> bool:
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        given.strip().encode(), token.encode()
+    )

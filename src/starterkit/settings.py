@@ -197,8 +197,22 @@ class Settings(BaseSettings):
         description="Modules to import so that your models join `Base.metadata` "
         "(for `starterkit migrate check`).",
     )
-    docs_enabled: bool = Field(
-        default=True, description="Serve `/docs`, `/redoc` and `/openapi.json`."
+    # Always a bool once validated: unset becomes "not production".
+    docs_enabled: bool | None = Field(
+        default=None,
+        description="Serve `/docs`, `/redoc` and `/openapi.json`. Unset: on, except in production.",
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="When set, `GET /metrics` needs `Authorization: Bearer <METRICS_TOKEN>`. "
+        "Unset, `/metrics` is open outside production and answers 404 in production.",
+    )
+    hsts_seconds: int = Field(
+        default=0,
+        ge=0,
+        le=2 * 365 * 24 * 3600,
+        description="When above 0, every response carries `Strict-Transport-Security: "
+        "max-age=...`. Set it only where the service is reached over HTTPS alone.",
     )
     sqlite_fast_paths: bool = Field(
         default=True,
@@ -270,6 +284,13 @@ class Settings(BaseSettings):
         "(your `kit.mailer.backend`) or `none`. Unset: `console`, and `none` in production, "
         "which refuses `console`.",
     )
+
+    @field_validator("docs_enabled", mode="before")
+    @classmethod
+    def _docs_enabled(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return info.data.get("environment") != "production"
+        return value
 
     @field_validator("database_url")
     @classmethod

@@ -336,3 +336,25 @@ async def test_cors_allows_listed_origins_only(client: httpx.AsyncClient) -> Non
     )
     assert evil.headers.get("access-control-allow-origin") != "https://evil.example"
     assert "access-control-allow-credentials" not in evil.headers
+
+
+async def test_every_response_carries_the_security_headers(client: httpx.AsyncClient) -> None:
+    for path in ("/api/v1/health/live", "/nothing-here", "/docs"):
+        response = await client.get(path)
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["referrer-policy"] == "no-referrer"
+        assert response.headers["cross-origin-opener-policy"] == "same-origin"
+        assert "strict-transport-security" not in response.headers  # HSTS_SECONDS is 0
+    # JSON (answers and errors alike) may load nothing and be framed by nobody.
+    for path in ("/api/v1/health/live", "/nothing-here"):
+        csp = (await client.get(path)).headers["content-security-policy"]
+        assert csp == "default-src 'none'; frame-ancestors 'none'"
+    assert "default-src 'none'" not in (await client.get("/docs")).headers.get(
+        "content-security-policy", ""
+    )
+
+
+async def test_hsts_is_sent_when_configured(make_settings: SettingsFactory) -> None:
+    async with app_client(create_app(make_settings(hsts_seconds=31536000))) as client:
+        response = await client.get("/api/v1/health/live")
+    assert response.headers["strict-transport-security"] == "max-age=31536000"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -80,3 +82,38 @@ async def test_each_app_has_its_own_registry(settings: Settings) -> None:
 async def test_metrics_are_documented(client: httpx.AsyncClient) -> None:
     paths = (await client.get("/openapi.json")).json()["paths"]
     assert f"{API}/metrics" in paths
+
+
+PRODUCTION: dict[str, Any] = {
+    "environment": "production",
+    "database_url": "postgresql://app@127.0.0.1:1/app",  # never connected to here
+    "secret_key": "s" * 20 + "0123456789abcdefghijkl",
+    "refresh_token_secret": "r" * 20 + "0123456789abcdefghijkl",
+}
+
+
+async def test_production_hides_metrics_and_docs_unless_asked() -> None:
+    app = create_app(Settings(_env_file=None, **PRODUCTION))
+    async with app_client(app) as client:
+        for path in ("/api/v1/metrics", "/docs", "/redoc", "/openapi.json"):
+            response = await client.get(path)
+            assert response.status_code == 404, path
+            assert response.json()["code"] == "not_found"
+    shown = create_app(Settings(_env_file=None, **PRODUCTION, docs_enabled=True))
+    async with app_client(shown) as client:
+        assert (await client.get("/openapi.json")).status_code == 200
+
+
+@pytest.mark.parametrize("environment", ["development", "production"])
+async def test_a_metrics_token_is_required_wherever_it_is_set(environment: str) -> None:
+    values: dict[str, Any] = {**PRODUCTION, "environment": environment, "metrics_token": "m" * 40}
+    app = create_app(Settings(_env_file=None, **values))
+    async with app_client(app) as client:
+        missing = await client.get("/api/v1/metrics")
+        assert missing.status_code == 401
+        assert missing.json()["code"] == "auth_error"
+        wrong = await client.get("/api/v1/metrics", headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401
+        right = await client.get("/api/v1/metrics", headers={"Authorization": f"Bearer {'m' * 40}"})
+        assert right.status_code == 200
+        assert "starterkit_http_requests" in right.text

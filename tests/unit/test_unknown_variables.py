@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from starterkit.cli.checks import UnknownVariable, describe_unknown, unknown_variables
+from starterkit.cli.checks import (
+    UnknownVariable,
+    check_exposure,
+    describe_unknown,
+    unknown_variables,
+)
+from starterkit.settings import Settings
 
 
 def test_a_typo_is_found_with_the_setting_it_resembles(tmp_path: Path) -> None:
@@ -52,3 +58,27 @@ def test_several_are_described_in_one_sentence() -> None:
         "STARTERKIT_DATABSE_URL (did you mean STARTERKIT_DATABASE_URL?), STARTERKIT_XYZZY "
         "are not settings and are ignored"
     )
+
+
+def test_check_reports_what_the_service_exposes() -> None:
+    production = Settings(
+        _env_file=None,
+        environment="production",
+        database_url="postgresql://app@db/app",
+        secret_key="s" * 20 + "0123456789abcdefghijkl",
+        refresh_token_secret="r" * 20 + "0123456789abcdefghijkl",
+    )
+    rows = {row.name: row for row in check_exposure(production)}
+    assert (rows["docs"].status, rows["docs"].detail) == ("ok", "off")
+    assert rows["metrics"].detail == "/metrics answers 404 (no METRICS_TOKEN)"
+    assert rows["hsts"].status == "warn"
+    exposed = production.model_copy(update={"docs_enabled": True, "hsts_seconds": 600})
+    rows = {row.name: row for row in check_exposure(exposed)}
+    assert rows["docs"].status == "warn"
+    assert (rows["hsts"].status, rows["hsts"].detail) == (
+        "ok",
+        "Strict-Transport-Security max-age=600",
+    )
+    development = {row.name: row for row in check_exposure(Settings(_env_file=None))}
+    assert all(row.status == "ok" for row in development.values())
+    assert development["docs"].detail == "/docs, /redoc and /openapi.json are public"

@@ -103,6 +103,7 @@ def run_checks(settings: Settings | None = None) -> list[CheckResult]:
                 CheckResult("redis", "skip", "needs valid settings"),
             ]
     results.append(CheckResult("settings", "ok", f"environment {settings.environment}"))
+    results.extend(check_exposure(settings))
     database = _check_database(settings)
     results.append(database)
     if database.status == "ok":
@@ -111,6 +112,37 @@ def run_checks(settings: Settings | None = None) -> list[CheckResult]:
         results.append(CheckResult("migrations", "skip", "needs the database"))
     results.append(asyncio.run(_check_redis(settings)))
     return results
+
+
+def check_exposure(settings: Settings) -> list[CheckResult]:
+    """What the service shows beyond its API: the docs, the metrics, and HSTS."""
+    production = settings.is_production
+    if settings.docs_enabled:
+        docs = CheckResult(
+            "docs",
+            "warn" if production else "ok",
+            "/docs, /redoc and /openapi.json are public"
+            + (" in production (DOCS_ENABLED=true)" if production else ""),
+        )
+    else:
+        docs = CheckResult("docs", "ok", "off")
+    if settings.metrics_token is not None:
+        metrics = CheckResult("metrics", "ok", "/metrics needs METRICS_TOKEN as a bearer token")
+    elif production:
+        metrics = CheckResult("metrics", "ok", "/metrics answers 404 (no METRICS_TOKEN)")
+    else:
+        metrics = CheckResult("metrics", "ok", "/metrics is open (set METRICS_TOKEN to close it)")
+    if settings.hsts_seconds:
+        hsts = CheckResult(
+            "hsts", "ok", f"Strict-Transport-Security max-age={settings.hsts_seconds}"
+        )
+    else:
+        hsts = CheckResult(
+            "hsts",
+            "warn" if production else "ok",
+            "off; set HSTS_SECONDS where only HTTPS reaches the service",
+        )
+    return [docs, metrics, hsts]
 
 
 def _check_database(settings: Settings) -> CheckResult:
