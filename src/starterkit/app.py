@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 
 from starterkit._version import __version__
+from starterkit.apidocs import build_docs_router
 from starterkit.auth.router import build_auth_router
 from starterkit.errors import install_error_handlers
 from starterkit.health import build_health_router
@@ -154,11 +155,14 @@ def create_app(settings: Settings | None = None, *, kit: StarterKit | None = Non
         title="starterkit",
         version=__version__,
         lifespan=kit.lifespan,
-        docs_url="/docs" if docs else None,
-        redoc_url="/redoc" if docs else None,
+        # The pages come from build_docs_router: assets served here, not from a CDN.
+        docs_url=None,
+        redoc_url=None,
         openapi_url="/openapi.json" if docs else None,
     )
     kit.install(app)
+    if docs:
+        app.include_router(build_docs_router(openapi_url="/openapi.json", title=app.title))
     prefix = kit.settings.api_prefix
     app.include_router(kit.health_router, prefix=prefix)
     app.include_router(kit.auth_router, prefix=f"{prefix}/auth")
