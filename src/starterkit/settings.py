@@ -251,7 +251,13 @@ class Settings(BaseSettings):
     public_url: str = Field(
         default="http://127.0.0.1:8000",
         description="Base of the links in mails: `{PUBLIC_URL}/reset-password?token=…` and "
-        "`{PUBLIC_URL}/verify-email?token=…`, pages of your front end.",
+        "`{PUBLIC_URL}/verify-email?token=…`, the built-in pages or your front end's. Unset in "
+        "development, `starterkit serve` makes it the address it listens on.",
+    )
+    pages_enabled: bool = Field(
+        default=True,
+        description="Serve the built-in `/reset-password` and `/verify-email` pages that mailed "
+        "links open; false when a front end of yours serves those paths.",
     )
     email_from: str = Field(
         default="starterkit <noreply@localhost>",

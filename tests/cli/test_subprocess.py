@@ -169,3 +169,21 @@ def test_console_script_imports_model_modules_from_the_working_directory(
     )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "imported").read_text() == "shop_models"
+
+
+def test_serve_mails_links_to_where_it_listens_and_serves_those_pages(tmp_path: Path) -> None:
+    # Seen: `serve --port 8111` mailed links to http://127.0.0.1:8000, where nothing answered.
+    with running_server(tmp_path) as (base_url, process):
+        api = f"{base_url}/api/v1"
+        account = {"email": "link@example.com", "password": "a long enough passphrase"}
+        assert httpx.post(f"{api}/users", json=account).status_code == 201
+        forgot = httpx.post(f"{api}/auth/forgot-password", json={"email": account["email"]})
+        assert forgot.status_code == 202
+        page = httpx.get(f"{base_url}/reset-password", params={"token": "from-a-mail"})
+        assert page.status_code == 200
+        assert 'value="from-a-mail"' in page.text
+        time.sleep(1)  # the mail goes out in a background job
+        output = stop(process)
+    links = [line for line in output.splitlines() if line.startswith("http") and "token=" in line]
+    assert len(links) == 1, output
+    assert links[0].startswith(f"{base_url}/reset-password?token=")

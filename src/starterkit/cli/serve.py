@@ -51,6 +51,7 @@ def serve(
     settings = load_settings()
     if settings.environment == "development":
         settings = _ensure_dev_secrets(settings)
+        _link_mails_here(settings, host, port)
         if not no_migrate:
             upgrade_database(settings, "heads")
     typer.echo(
@@ -70,6 +71,23 @@ def serve(
         server_header=False,
         log_config=_log_config(),
     )
+
+
+def _link_mails_here(settings: Settings, host: str, port: int) -> None:
+    """Unless PUBLIC_URL is set, make mailed links point at this server (development only).
+
+    The workers read their settings from the environment, which they inherit from here.
+    """
+    import os  # noqa: PLC0415
+
+    from starterkit.settings import env_name  # noqa: PLC0415
+
+    if "public_url" in settings.model_fields_set:
+        return
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104 - compared
+    if ":" in shown:
+        shown = f"[{shown}]"
+    os.environ[env_name("public_url")] = f"http://{shown}:{port}"
 
 
 def _log_config() -> dict[str, Any]:

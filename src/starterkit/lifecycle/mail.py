@@ -6,9 +6,9 @@ account exists. The job looks the account up, makes a token bound to its current
 the hook, and sends the mail; for an unknown, inactive (or, for verification, already
 verified) account it does nothing at all.
 
-Links point at pages of your front end: ``{PUBLIC_URL}/reset-password?token=…`` and
-``{PUBLIC_URL}/verify-email?token=…``. The page posts the token to ``/auth/reset-password`` or
-``/auth/verify``.
+Links point at ``{PUBLIC_URL}/reset-password?token=…`` and ``{PUBLIC_URL}/verify-email?token=…``:
+the built-in pages of :mod:`starterkit.lifecycle.pages`, or pages of your front end that post
+the token to ``/auth/reset-password`` or ``/auth/verify``.
 """
 
 from __future__ import annotations
