@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import faulthandler
 import os
+import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import httpx
 import pytest
@@ -35,13 +36,30 @@ SettingsFactory = Callable[..., Settings]
 TEST_TIMEOUT_SECONDS = 180
 
 
+@pytest.fixture(scope="session")
+def _hang_report() -> Iterator[TextIO]:
+    """Where a hung test's stacks go: STARTERKIT_TEST_HANG_REPORT, or stderr.
+
+    pytest captures stderr while a test runs, and a hang ends the process before the capture
+    is shown, so CI names a file of its own and prints it when the run fails.
+    """
+    path = os.environ.get("STARTERKIT_TEST_HANG_REPORT")
+    if not path:
+        yield sys.__stderr__ or sys.stderr
+        return
+    with Path(path).open("a", encoding="utf-8") as report:
+        yield report
+
+
 @pytest.fixture(autouse=True)
-def _no_test_hangs_forever() -> Iterator[None]:
+def _no_test_hangs_forever(request: pytest.FixtureRequest, _hang_report: TextIO) -> Iterator[None]:
     """A test stuck for minutes dumps every thread's stack and ends the run.
 
     CI must fail with a clue rather than hang until it is killed.
     """
-    faulthandler.dump_traceback_later(TEST_TIMEOUT_SECONDS, exit=True)
+    _hang_report.write(f"running {request.node.nodeid}\n")
+    _hang_report.flush()
+    faulthandler.dump_traceback_later(TEST_TIMEOUT_SECONDS, exit=True, file=_hang_report)
     yield
     faulthandler.cancel_dump_traceback_later()
 
