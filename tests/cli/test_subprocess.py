@@ -72,6 +72,10 @@ def test_serve_on_a_fresh_folder_creates_secrets_migrates_and_serves_docs(
     assert "Generated STARTERKIT_SECRET_KEY and STARTERKIT_REFRESH_TOKEN_SECRET" in output
     assert "Database migrated to starterkit_0005." in output
     assert (tmp_path / "starterkit.db").exists()
+    # It holds password hashes: owner only, like its WAL files.
+    for name in ("starterkit.db", "starterkit.db-wal", "starterkit.db-shm"):
+        if (tmp_path / name).exists():
+            assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600, name
     assert "Traceback" not in output
 
     # A second start reuses the secrets and finds nothing to migrate.

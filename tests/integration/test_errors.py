@@ -10,6 +10,8 @@ import httpx
 import pytest
 from fastapi import APIRouter, Body, FastAPI, HTTPException
 from pydantic import BaseModel, Field
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route, Router
@@ -359,3 +361,18 @@ async def test_hsts_is_sent_when_configured(make_settings: SettingsFactory) -> N
     async with app_client(create_app(make_settings(hsts_seconds=31536000))) as client:
         response = await client.get("/api/v1/health/live")
     assert response.headers["strict-transport-security"] == "max-age=31536000"
+
+
+async def test_database_errors_never_carry_the_values_of_a_statement(
+    kit: StarterKit, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Their log records would otherwise hold typed emails and password hashes.
+    for engine in (kit.engine, kit.read_engine):
+        async with engine.connect() as connection:
+            with pytest.raises(DBAPIError) as caught:
+                await connection.execute(
+                    text("SELECT * FROM no_such_table WHERE email = :email"),
+                    {"email": "secret-person@example.com"},
+                )
+        assert "secret-person" not in str(caught.value)
+        assert "no_such_table" in str(caught.value)

@@ -125,6 +125,11 @@ def test_expiry_uses_the_injected_clock_with_leeway() -> None:
         pytest.param(forge(claims(type="refresh")), id="refresh-type"),
         pytest.param(forge(claims(), typ="JWT"), id="typ-jwt"),
         pytest.param(forge(claims(sub="admin")), id="non-numeric-sub"),
+        # Signed with the right key, but no id a database can hold: it used to be a 500.
+        pytest.param(forge(claims(sub=str(2**63))), id="out-of-range-sub"),
+        pytest.param(forge(claims(sub="0")), id="zero-sub"),
+        pytest.param(forge(claims(sub="\u0661")), id="non-ascii-digit-sub"),
+        pytest.param(forge(claims(sid=2**64)), id="out-of-range-session"),
         pytest.param(forge(claims(ver="0")), id="string-version"),
         pytest.param(forge(claims(ver=True)), id="bool-version"),
         pytest.param(forge(claims(sid="1")), id="string-session"),

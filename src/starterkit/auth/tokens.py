@@ -135,10 +135,13 @@ class TokenService:
             header.get("typ") != ACCESS_TOKEN_TYPE
             or payload.get("type") != "access"
             or not isinstance(sub, str)
+            or not sub.isascii()
             or not sub.isdigit()
+            or not _is_db_int(int(sub))
             or not isinstance(ver, int)
             or isinstance(ver, bool)
             or not (sid is None or (isinstance(sid, int) and not isinstance(sid, bool)))
+            or (sid is not None and not _is_db_int(sid))
         ):
             raise InvalidToken
         return AccessClaims(
@@ -157,3 +160,8 @@ class TokenService:
     def hash_refresh_token(self, token: str) -> str:
         """HMAC-SHA256 of a refresh token under REFRESH_TOKEN_SECRET, in hex."""
         return hmac.new(self._refresh_key, token.encode(), hashlib.sha256).hexdigest()
+
+
+def _is_db_int(value: int) -> bool:
+    """Whether ``value`` can be an id: a database rejects larger ones with an error, a 500."""
+    return 0 < value < 2**63

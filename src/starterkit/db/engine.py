@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
@@ -17,6 +20,21 @@ from sqlalchemy.pool import StaticPool
 from starterkit.database_url import DatabaseKind
 from starterkit.db import sqlite_driver
 from starterkit.settings import Settings
+
+
+def make_private(path: str) -> None:
+    """Create the SQLite file ``path`` readable by its owner only, or make it so.
+
+    The file holds password hashes; SQLite would create it (and its ``-wal`` and ``-shm``
+    files, which take the database file's mode) readable by everyone under the usual umask.
+    """
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    for name in (path, f"{path}-wal", f"{path}-shm"):
+        file = Path(name)
+        with contextlib.suppress(FileNotFoundError, PermissionError):
+            if file.stat().st_mode & 0o077:
+                file.chmod(0o600)
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -59,7 +77,8 @@ def create_engine(settings: Settings) -> AsyncEngine:
     into a quick 503 instead of a hung request.
     """
     kind = settings.database_kind
-    options: dict[str, Any] = {}
+    # Errors and their log records show the SQL but never the values: typed emails, hashes.
+    options: dict[str, Any] = {"hide_parameters": True}
     if kind.is_sqlite:
         options.update(_sqlite_module(settings))
         if kind is DatabaseKind.SQLITE_MEMORY:
@@ -76,7 +95,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
         )
     engine = create_async_engine(settings.database_url, **options)
     if kind.is_sqlite:
-        event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
+        _listen_for_connections(engine, settings)
     return engine
 
 
@@ -107,10 +126,19 @@ def create_read_engine(settings: Settings, engine: AsyncEngine) -> AsyncEngine:
         return engine
     reads = create_async_engine(
         settings.database_url,
+        hide_parameters=True,
         pool_size=1,
         max_overflow=0,
         pool_timeout=settings.database_pool_timeout,
         **_sqlite_module(settings),
     )
-    event.listen(reads.sync_engine, "connect", _sqlite_on_connect)
+    _listen_for_connections(reads, settings)
     return reads
+
+
+def _listen_for_connections(engine: AsyncEngine, settings: Settings) -> None:
+    path = sqlite_file_of(settings)
+    if path is not None:
+        # Before SQLite opens (and would create) the file.
+        event.listen(engine.sync_engine, "do_connect", lambda *_: make_private(path))
+    event.listen(engine.sync_engine, "connect", _sqlite_on_connect)

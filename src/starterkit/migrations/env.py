@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 import starterkit.db.models  # noqa: F401 - registers starterkit's tables on Base.metadata
 from starterkit.db.base import Base
+from starterkit.db.engine import make_private, sqlite_file_of
 from starterkit.settings import Settings
 
 config = context.config
@@ -59,6 +60,9 @@ def _configure(connection: Connection) -> None:
 
 
 async def _run_online() -> None:
+    path = sqlite_file_of(settings)
+    if path is not None:
+        make_private(path)  # the first migration usually creates the file: owner only
     engine = create_async_engine(settings.database_url, poolclass=pool.NullPool)
     try:
         async with engine.connect() as connection:
