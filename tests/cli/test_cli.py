@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from starterkit import Settings, StarterKit, User, __version__
 from starterkit.cli import app
+from starterkit.cli.serve import serve_warnings
 from starterkit.envfile import read_env_file
 from starterkit.users.service import get_user_by_email
 
@@ -298,3 +299,13 @@ def test_account_administration_commands() -> None:
         missing = runner.invoke(app, command)
         assert missing.exit_code == 1
         assert_one_line_error(missing.output, "no user with email ghost@example.com")
+
+
+def test_serve_warns_about_development_mode_others_can_reach() -> None:
+    # Checked without binding anything: tests listen on loopback only.
+    development = Settings(_env_file=None)
+    [warning] = serve_warnings(development, host="0.0.0.0", workers=1)  # noqa: S104
+    assert warning.startswith("development mode on 0.0.0.0: others can reach this server")
+    assert serve_warnings(development, host="127.0.0.1", workers=1) == []
+    production = development.model_copy(update={"environment": "production"})
+    assert serve_warnings(production, host="0.0.0.0", workers=1) == []  # noqa: S104

@@ -191,3 +191,34 @@ def test_serve_mails_links_to_where_it_listens_and_serves_those_pages(tmp_path: 
     links = [line for line in output.splitlines() if line.startswith("http") and "token=" in line]
     assert len(links) == 1, output
     assert links[0].startswith(f"{base_url}/reset-password?token=")
+
+
+def test_a_module_in_the_working_directory_never_shadows_a_dependency(tmp_path: Path) -> None:
+    # Seen: a ./rich.py ran during `starterkit check`.
+    (tmp_path / "rich.py").write_text("raise SystemExit('the local rich.py ran')\n")
+    (tmp_path / "mymodels.py").write_text("MARKER = 1\n")
+    script = Path(sys.executable).parent / "starterkit"
+    env = clean_env(
+        STARTERKIT_DATABASE_URL=f"sqlite:///{tmp_path / 'app.db'}",
+        STARTERKIT_MODEL_MODULES="mymodels",
+    )
+    done = subprocess.run(
+        [str(script), "check"], cwd=tmp_path, env=env, capture_output=True, text=True, check=False
+    )
+    assert "the local rich.py ran" not in done.stdout + done.stderr
+    assert "settings" in done.stdout  # the table, printed by the installed rich
+    # Modules of the project in that folder are still found (MODEL_MODULES).
+    migrated = subprocess.run(
+        [str(script), "migrate"], cwd=tmp_path, env=env, capture_output=True, text=True, check=False
+    )
+    assert migrated.returncode == 0, migrated.stderr
+
+
+def test_serve_warns_about_split_limits(tmp_path: Path) -> None:
+    with running_server(tmp_path, "--workers", "2") as (base_url, process):
+        assert httpx.get(f"{base_url}/api/v1/health/live").status_code == 200
+        output = stop(process)
+    assert "Warning: 2 workers without REDIS_URL" in output
+    with running_server(tmp_path) as (_, process):
+        quiet = stop(process)
+    assert "Warning:" not in quiet

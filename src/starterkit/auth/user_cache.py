@@ -45,6 +45,8 @@ from starterkit.db.models import User
 
 MAX_CACHED_USERS = 10_000
 VERSION_TRIGGERS = ("users_version_after_update", "users_version_after_delete")
+# (schema_version, users_version): while it is unchanged, no users row has changed.
+UsersStamp = tuple[int, int]
 _COUNT_TRIGGERS = (
     "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'users'"
     " AND name IN (?, ?)"
@@ -83,14 +85,14 @@ class UsersVersion:
     def __init__(self, path: str) -> None:
         self._path = path
         self._connection: sqlite3.Connection | None = None
-        self._seen: tuple[int, int] | None = None  # (data_version, users version) last read
+        self._seen: tuple[int, UsersStamp] | None = None  # (data_version, stamp) last read
         self._checked_schema: int | None = None  # schema_version whose triggers were there
         self._warned = False
         # Apps may serve from several threads (test clients do); the connection is shared.
         self._lock = threading.Lock()
 
-    def read(self) -> int | None:
-        """The current number, or None when it cannot be read (then use no cached row)."""
+    def read(self) -> UsersStamp | None:
+        """The current stamp, or None when it cannot be read (then use no cached row)."""
         with self._lock:
             try:
                 return self._read()
@@ -107,7 +109,7 @@ class UsersVersion:
                 self._close()
                 return None
 
-    def _read(self) -> int:
+    def _read(self) -> UsersStamp:
         if self._connection is None:
             # mode=rw: never create the file; it appears with the first migration. timeout=0:
             # this runs on the event loop, which must never wait for a lock.
@@ -121,23 +123,27 @@ class UsersVersion:
         (data_version,) = self._connection.execute("PRAGMA data_version").fetchone()
         if self._seen is not None and self._seen[0] == data_version:
             return self._seen[1]  # nobody else has committed anything since
-        self._check_triggers(self._connection)
+        schema_version = self._check_triggers(self._connection)
         # Read after the pragma: a commit between the two shows in this number now and in
         # the pragma next time, so it is never missed.
         (version,) = self._connection.execute(
             "SELECT version FROM users_version WHERE id = 1"
         ).fetchone()
-        self._seen = (data_version, version)
-        return int(version)
+        # With the schema's version: a downgrade and upgrade recreate users_version from 0,
+        # and users rows may have changed meanwhile with no trigger to count it.
+        stamp = (schema_version, int(version))
+        self._seen = (data_version, stamp)
+        return stamp
 
-    def _check_triggers(self, connection: sqlite3.Connection) -> None:
+    def _check_triggers(self, connection: sqlite3.Connection) -> int:
+        """The schema's version, once the triggers are known to be there under it."""
         (schema_version,) = connection.execute("PRAGMA schema_version").fetchone()
-        if schema_version == self._checked_schema:
-            return
-        (found,) = connection.execute(_COUNT_TRIGGERS, VERSION_TRIGGERS).fetchone()
-        if found != len(VERSION_TRIGGERS):
-            raise _TriggersMissing
-        self._checked_schema = schema_version
+        if schema_version != self._checked_schema:
+            (found,) = connection.execute(_COUNT_TRIGGERS, VERSION_TRIGGERS).fetchone()
+            if found != len(VERSION_TRIGGERS):
+                raise _TriggersMissing
+            self._checked_schema = schema_version
+        return int(schema_version)
 
     def close(self) -> None:
         with self._lock:
@@ -172,7 +178,7 @@ class UserCache:
         self._engine = engine
         self._version = UsersVersion(sqlite_file) if sqlite_file is not None else None
         self._max_users = max_users
-        self._rows: dict[int, tuple[int, dict[str, Any]]] = {}
+        self._rows: dict[int, tuple[UsersStamp, dict[str, Any]]] = {}
 
     @property
     def enabled(self) -> bool:
@@ -201,7 +207,7 @@ class UserCache:
             self._remember(user_id, version, row)
         return detached_user(row)
 
-    def _remember(self, user_id: int, version: int, row: dict[str, Any]) -> None:
+    def _remember(self, user_id: int, version: UsersStamp, row: dict[str, Any]) -> None:
         rows = self._rows
         rows.pop(user_id, None)
         if len(rows) >= self._max_users:

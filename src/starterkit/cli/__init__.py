@@ -63,8 +63,9 @@ def put_working_directory_on_path() -> None:
 
     A console script's ``sys.path`` starts at the script's own folder, so without this
     ``STARTERKIT_MODEL_MODULES`` or a ``package:path`` migration location of a project that
-    is not installed would only be found by ``python -m starterkit``.
+    is not installed would only be found by ``python -m starterkit``. The folder goes last:
+    a ``rich.py`` or ``typer.py`` lying there must not stand in for an installed package.
     """
     cwd = str(Path.cwd())
     if cwd not in sys.path and "" not in sys.path:
-        sys.path.insert(0, cwd)
+        sys.path.append(cwd)

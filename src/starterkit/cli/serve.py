@@ -54,6 +54,8 @@ def serve(
         _link_mails_here(settings, host, port)
         if not no_migrate:
             upgrade_database(settings, "heads")
+    for warning in serve_warnings(settings, host=host, workers=workers):
+        typer.echo(f"Warning: {warning}", err=True)
     typer.echo(
         f"starterkit {__version__} ({settings.environment}) on http://{host}:{port}"
         + (f" - docs at http://{host}:{port}/docs" if settings.docs_enabled else ""),
@@ -71,6 +73,24 @@ def serve(
         server_header=False,
         log_config=_log_config(),
     )
+
+
+def serve_warnings(settings: Settings, *, host: str, workers: int) -> list[str]:
+    """What about this way of serving deserves a second look, one sentence each."""
+    warnings = []
+    if workers > 1 and not settings.redis_url:
+        warnings.append(
+            f"{workers} workers without REDIS_URL: each keeps its own rate-limit counters and "
+            "cache, so limits allow up to that many times as much; set REDIS_URL to share them"
+        )
+    loopback = host in ("127.0.0.1", "localhost", "::1") or host.startswith("127.")
+    if settings.environment == "development" and not loopback:
+        warnings.append(
+            f"development mode on {host}: others can reach this server, and the console mail "
+            "backend writes password-reset links into this log; use ENVIRONMENT=production "
+            "with a real mail backend for anything others use"
+        )
+    return warnings
 
 
 def _link_mails_here(settings: Settings, host: str, port: int) -> None:
