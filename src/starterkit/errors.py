@@ -288,11 +288,30 @@ def is_unavailable_error(error: BaseException) -> bool:
     return isinstance(error, OSError) and str(error).startswith("Multiple exceptions")
 
 
+def is_schema_error(error: BaseException) -> bool:
+    """Tell whether a database error means "starterkit's tables are missing or behind"."""
+    orig = getattr(error, "orig", None)
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if sqlstate in ("42P01", "42703"):  # PostgreSQL: undefined table, undefined column
+        return True
+    text = str(orig or "")
+    return text.startswith(("no such table", "no such column"))  # SQLite
+
+
 async def database_exception_handler(request: Request, error: Exception) -> Response:
     """503 while the database is unreachable (the pool recovers by itself), 500 otherwise.
 
-    The body never contains SQL, driver messages or connection details.
+    The body never contains SQL, driver messages or connection details. A schema that is
+    missing or behind is a 503 too, with a log line that says to run ``starterkit migrate``.
     """
+    if is_schema_error(error):
+        logger.error(
+            "the database schema is missing or behind (%s during %s %s): run `starterkit migrate`",
+            type(error).__name__,
+            request.method,
+            request.url.path,
+        )
+        return error_response(503, UNAVAILABLE_DETAIL, headers={"Retry-After": "5"})
     if is_unavailable_error(error):
         logger.warning(
             "database unavailable during %s %s: %s",

@@ -14,6 +14,7 @@ from starterkit.errors import ErrorCode
 from starterkit.runtime import Runtime
 
 DATABASE_DOWN_DETAIL = "The database is unreachable."
+SCHEMA_DETAIL = "The database schema is missing or behind: run `starterkit migrate`."
 
 
 class HealthReport(BaseModel):
@@ -68,19 +69,25 @@ def build_health_router(kit: Runtime, *, tags: Sequence[str] = ("health",)) -> A
         "/health",
         name="health:status",
         response_model=HealthReport,
-        responses={503: {"model": HealthFailure, "description": "The database is unreachable."}},
+        responses={
+            503: {
+                "model": HealthFailure,
+                "description": "The database is unreachable, or its schema is behind.",
+            }
+        },
     )
     async def health(response: Response) -> HealthReport | Response:
         response.headers.update(_NO_STORE)
         database_up = await kit.ping_database()
         redis = await kit.ping_redis()
-        if not database_up:
+        schema = await kit.schema_state() if database_up else "unknown"
+        if not database_up or schema in ("missing", "behind"):
             failure = HealthFailure(
                 status="down",
-                database="down",
+                database="up" if database_up else "down",
                 redis=redis,
                 version=__version__,
-                detail=DATABASE_DOWN_DETAIL,
+                detail=DATABASE_DOWN_DETAIL if not database_up else SCHEMA_DETAIL,
                 code=ErrorCode.SERVICE_UNAVAILABLE,
             )
             return _unavailable(failure)
@@ -96,15 +103,22 @@ def build_health_router(kit: Runtime, *, tags: Sequence[str] = ("health",)) -> A
         "/health/ready",
         name="health:ready",
         response_model=Probe,
-        responses={503: {"model": ProbeFailure, "description": "The database is unreachable."}},
+        responses={
+            503: {
+                "model": ProbeFailure,
+                "description": "The database is unreachable, or its schema is behind.",
+            }
+        },
     )
     async def ready(response: Response) -> Probe | Response:
         response.headers.update(_NO_STORE)
-        if await kit.ping_database():
+        if not await kit.ping_database():
+            detail = DATABASE_DOWN_DETAIL
+        elif await kit.schema_state() in ("missing", "behind"):
+            detail = SCHEMA_DETAIL  # not ready: every API route would fail
+        else:
             return Probe(status="ok")
-        failure = ProbeFailure(
-            status="down", detail=DATABASE_DOWN_DETAIL, code=ErrorCode.SERVICE_UNAVAILABLE
-        )
+        failure = ProbeFailure(status="down", detail=detail, code=ErrorCode.SERVICE_UNAVAILABLE)
         return _unavailable(failure)
 
     return router

@@ -22,6 +22,7 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
+import anyio.to_thread
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import HTTPConnection, Request
@@ -39,6 +40,7 @@ from starterkit.auth.user_cache import UserCache
 from starterkit.background import BackgroundJobs
 from starterkit.cache import MemoryBackend, RedisBackend, ResponseCache
 from starterkit.clientip import client_ip, origin_of, rate_limit_key
+from starterkit.db import migrate
 from starterkit.db.base import utcnow
 from starterkit.db.engine import (
     create_engine,
@@ -46,6 +48,7 @@ from starterkit.db.engine import (
     create_sessionmaker,
     sqlite_file_of,
 )
+from starterkit.errors import is_schema_error
 from starterkit.hooks import Hooks
 from starterkit.lifecycle.tokens import AccountTokens, build_account_tokens
 from starterkit.mail import build_mailer
@@ -70,6 +73,8 @@ logger = logging.getLogger("starterkit")
 HEALTH_CHECK_TIMEOUT_SECONDS = 2.0
 
 RedisState = Literal["up", "down", "disabled"]
+SchemaState = Literal["ok", "missing", "behind", "unknown"]
+_CURRENT_REVISIONS = text("SELECT version_num FROM alembic_version")
 
 
 class Runtime:
@@ -129,6 +134,7 @@ class Runtime:
         self.current_superuser = self.require_user(superuser=True)
         self.attached_user = self.require_user(attached=True)
         self._purge_task: asyncio.Task[None] | None = None
+        self._heads: set[str] | None = None
 
     # --- dependencies ---------------------------------------------------------------------
 
@@ -322,6 +328,26 @@ class Runtime:
             logger.debug("database ping failed: %r", error)
             return False
         return True
+
+    async def schema_state(self) -> SchemaState:
+        """``"ok"`` when the database is at the latest migrations, else what is wrong.
+
+        ``"missing"``: no migration was ever applied; ``"behind"``: some are pending;
+        ``"unknown"``: the database could not be asked. The latest revisions are read from the
+        migration scripts once per runtime.
+        """
+        if self._heads is None:
+            self._heads = await anyio.to_thread.run_sync(migrate.head_revisions, self.settings)
+        try:
+            async with asyncio.timeout(HEALTH_CHECK_TIMEOUT_SECONDS):
+                async with self.engine.connect() as connection:
+                    found = await connection.execute(_CURRENT_REVISIONS)
+                    current = {str(row[0]) for row in found}
+        except Exception as error:  # noqa: BLE001 - reported as a state, not raised
+            return "missing" if is_schema_error(error) else "unknown"
+        if not current:
+            return "missing"
+        return "ok" if current == self._heads else "behind"
 
     async def ping_redis(self) -> RedisState:
         """``"disabled"`` without REDIS_URL, else whether Redis answers PING in time."""

@@ -50,6 +50,7 @@ async def test_health_reports_database_and_version(client: httpx.AsyncClient) ->
 
 async def test_health_reports_redis_up(make_settings: SettingsFactory, redis_url: str) -> None:
     settings = make_settings(redis_url=redis_url)
+    await anyio.to_thread.run_sync(migrate.upgrade, settings)
     async with app_client(create_app(settings)) as client:
         body = (await client.get("/api/v1/health")).json()
     assert body["redis"] == "up"
@@ -58,6 +59,7 @@ async def test_health_reports_redis_up(make_settings: SettingsFactory, redis_url
 
 async def test_unreachable_redis_degrades_but_stays_200(make_settings: SettingsFactory) -> None:
     settings = make_settings(redis_url="redis://127.0.0.1:1/0")
+    await anyio.to_thread.run_sync(migrate.upgrade, settings)
     async with app_client(create_app(settings)) as client:
         response = await client.get("/api/v1/health")
     assert response.status_code == 200
@@ -181,3 +183,26 @@ async def test_health_routes_are_documented_in_openapi(sqlite_client: httpx.Asyn
     paths = (await sqlite_client.get("/openapi.json")).json()["paths"]
     assert {"/api/v1/health", "/api/v1/health/live", "/api/v1/health/ready"} <= set(paths)
     assert "503" in paths["/api/v1/health"]["get"]["responses"]
+
+
+async def test_an_unmigrated_database_is_named_in_health_and_the_log(
+    make_settings: SettingsFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Seen: mounted and served before `starterkit migrate`, every API route was a 503 "try
+    # again shortly" while /health said ok, and the log said only OperationalError.
+    settings = make_settings()
+    async with app_client(app_with_db_route(settings)) as client:
+        for path in ("/api/v1/health", "/api/v1/health/ready"):
+            response = await client.get(path)
+            assert_unavailable(response)
+            assert "run `starterkit migrate`" in response.json()["detail"]
+        assert (await client.get("/api/v1/health")).json()["database"] == "up"
+        assert_unavailable(await client.get("/api/v1/user-count"))
+        assert "schema is missing or behind" in caplog.text
+        assert "run `starterkit migrate`" in caplog.text
+        await anyio.to_thread.run_sync(migrate.upgrade, settings, "starterkit_0004")
+        behind = await client.get("/api/v1/health/ready")
+        assert_unavailable(behind)
+        await anyio.to_thread.run_sync(migrate.upgrade, settings)
+        assert (await client.get("/api/v1/health/ready")).status_code == 200
+        assert (await client.get("/api/v1/health")).json()["status"] == "ok"

@@ -28,7 +28,8 @@ def make_private(path: str) -> None:
     The file holds password hashes; SQLite would create it (and its ``-wal`` and ``-shm``
     files, which take the database file's mode) readable by everyone under the usual umask.
     """
-    with contextlib.suppress(FileExistsError):
+    # Any failure (the file exists, its folder does not) is left for SQLite to report.
+    with contextlib.suppress(OSError):
         os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
     for name in (path, f"{path}-wal", f"{path}-shm"):
         file = Path(name)
