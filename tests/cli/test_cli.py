@@ -116,11 +116,13 @@ def test_migrate_then_inspect_and_downgrade() -> None:
     assert runner.invoke(app, ["migrate", "current"]).output.startswith("base")
 
 
-@pytest.mark.usefixtures("db_env")
-def test_migrate_check_refuses_an_unmigrated_database() -> None:
+def test_migrate_check_refuses_an_unmigrated_database(db_env: str) -> None:
     result = runner.invoke(app, ["migrate", "check"])
     assert result.exit_code == 1
-    assert_one_line_error(result.output, "not at the latest revision")
+    # A SQLite file that is not there yet is named, and not created; an empty PostgreSQL
+    # database is behind.
+    expected = "no database at" if db_env.startswith("sqlite") else "not at the latest revision"
+    assert_one_line_error(result.output, expected)
 
 
 @pytest.mark.usefixtures("db_env")
@@ -309,3 +311,25 @@ def test_serve_warns_about_development_mode_others_can_reach() -> None:
     assert serve_warnings(development, host="127.0.0.1", workers=1) == []
     production = development.model_copy(update={"environment": "production"})
     assert serve_warnings(production, host="0.0.0.0", workers=1) == []  # noqa: S104
+
+
+def test_commands_run_in_the_wrong_folder_create_no_database(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Seen: `check` (and the account commands) quietly created an empty starterkit.db and
+    # reported it "at base".
+    absent = tmp_path / "elsewhere" / "app.db"
+    absent.parent.mkdir()
+    monkeypatch.setenv("STARTERKIT_DATABASE_URL", f"sqlite:///{absent}")
+    checked = runner.invoke(app, ["check"])
+    assert checked.exit_code == 1
+    assert "no database at" in checked.output
+    for command in (["new-user", "x@example.com", "--password-stdin"], ["events", "x@example.com"]):
+        result = runner.invoke(app, command, input="a long enough passphrase\n")
+        assert_one_line_error(result.output, f"no database at {absent}")
+    current = runner.invoke(app, ["migrate", "current"])
+    assert current.exit_code == 0
+    assert current.stdout.strip() == "base"
+    assert not absent.exists()
+    assert runner.invoke(app, ["migrate"]).exit_code == 0  # migrate is the one that creates it
+    assert absent.exists()

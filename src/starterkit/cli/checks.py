@@ -14,7 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from starterkit.cli.errors import describe_error, masked_url
+from starterkit.cli.errors import (
+    describe_error,
+    masked_url,
+    missing_database_file,
+    no_database_at,
+)
 from starterkit.envfile import read_env_file
 from starterkit.settings import ENV_PREFIX, Settings, env_name
 
@@ -159,6 +164,9 @@ def _check_database(settings: Settings) -> CheckResult:
             await engine.dispose()
 
     url = masked_url(settings.database_url)
+    missing = missing_database_file(settings)
+    if missing is not None:  # connecting would create it, empty
+        return CheckResult("database", "fail", no_database_at(missing))
     try:
         asyncio.run(ping())
     except Exception as error:  # noqa: BLE001 - reported, not raised

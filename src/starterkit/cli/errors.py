@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, ParamSpec, TypeVar
 
 import typer
@@ -92,11 +93,36 @@ def migrated_settings() -> Settings:
 
 
 def require_migrated(settings: Settings) -> None:
-    """Raise the error that says to migrate unless the database is at the latest revision."""
+    """Raise the error that says to migrate unless the database is at the latest revision.
+
+    A SQLite file that does not exist is not created (connecting would create it empty):
+    the error names the file that was looked for.
+    """
     from starterkit.db import migrate  # noqa: PLC0415
 
+    missing = missing_database_file(settings)
+    if missing is not None:
+        raise CLIError(no_database_at(missing))
     if migrate.pending_revisions(settings):
         raise CLIError(NOT_MIGRATED)
+
+
+def missing_database_file(settings: Settings) -> str | None:
+    """The absolute path of a SQLite database file that does not exist, else None."""
+    from starterkit.db.engine import sqlite_file_of  # noqa: PLC0415
+
+    path = sqlite_file_of(settings)
+    if path is None or Path(path).exists():
+        return None
+    return str(Path(path).resolve())
+
+
+def no_database_at(path: str) -> str:
+    """The sentence for a command run where there is no database (yet)."""
+    return (
+        f"no database at {path}; run `starterkit migrate` to create it, or run this where "
+        "the project's database is (or set STARTERKIT_DATABASE_URL)"
+    )
 
 
 def masked_url(url: str) -> str:

@@ -6,7 +6,13 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from starterkit.cli.errors import friendly_errors, load_settings, masked_url, migrated_settings
+from starterkit.cli.errors import (
+    friendly_errors,
+    load_settings,
+    masked_url,
+    migrated_settings,
+    missing_database_file,
+)
 
 if TYPE_CHECKING:
     from starterkit.settings import Settings
@@ -84,6 +90,11 @@ def current() -> None:
     from starterkit.db import migrate  # noqa: PLC0415
 
     settings = load_settings()
+    missing = missing_database_file(settings)
+    if missing is not None:
+        typer.echo("base")
+        typer.echo(f"There is no database at {missing} yet: run `starterkit migrate`.", err=True)
+        return
     revisions = migrate.current_revisions(settings)
     heads = migrate.head_revisions(settings)
     for revision in sorted(revisions) or ["base"]:
