@@ -87,3 +87,10 @@ def origin_of(connection: HTTPConnection, trusted_proxies: Sequence[str]) -> Ori
     return Origin(
         ip=client_ip(connection, trusted_proxies), user_agent=connection.headers.get("user-agent")
     )
+
+
+def client_limit_key(
+    connection: HTTPConnection, trusted_proxies: Sequence[str], ipv6_prefix: int
+) -> str:
+    """Who a per-IP limit counts for this request: :func:`client_ip`, by :func:`rate_limit_key`."""
+    return rate_limit_key(client_ip(connection, trusted_proxies), ipv6_prefix)

@@ -39,7 +39,7 @@ from starterkit.auth.tokens import Clock, TokenService
 from starterkit.auth.user_cache import UserCache
 from starterkit.background import BackgroundJobs
 from starterkit.cache import MemoryBackend, RedisBackend, ResponseCache
-from starterkit.clientip import client_ip, origin_of, rate_limit_key
+from starterkit.clientip import client_limit_key, origin_of
 from starterkit.db import migrate
 from starterkit.db.base import utcnow
 from starterkit.db.engine import (
@@ -217,8 +217,9 @@ class Runtime:
         return limit_route(self.rate_limits, limit, key=key, name=name)
 
     def _client_key(self, request: Request) -> str:
-        ip = client_ip(request, self.settings.trusted_proxies)
-        return f"ip:{rate_limit_key(ip, self.settings.ipv6_rate_limit_prefix)}"
+        settings = self.settings
+        key = client_limit_key(request, settings.trusted_proxies, settings.ipv6_rate_limit_prefix)
+        return f"ip:{key}"
 
     @functools.cached_property
     def limiter(self) -> Limiter:

@@ -16,47 +16,33 @@ def _admin_dsn(url: str) -> tuple[str, str]:
     return admin.render_as_string(hide_password=False), parsed.database or "test"
 
 
-def create_postgres_database(url: str) -> str:
-    """Create an empty database next to ``url``'s and return its URL."""
-    dsn, base = _admin_dsn(url)
-    name = f"{base}_sk_{uuid.uuid4().hex[:12]}"
+def _run_admin(url: str, statement: str) -> None:
+    """Run one statement in the maintenance database of ``url``'s server."""
+    dsn, _ = _admin_dsn(url)
 
-    async def create() -> None:
+    async def run() -> None:
         connection = await asyncpg.connect(dsn)
         try:
-            await connection.execute(f'CREATE DATABASE "{name}"')
+            await connection.execute(statement)
         finally:
             await connection.close()
 
-    asyncio.run(create())
+    asyncio.run(run())
+
+
+def create_postgres_database(url: str) -> str:
+    """Create an empty database next to ``url``'s and return its URL."""
+    _, base = _admin_dsn(url)
+    name = f"{base}_sk_{uuid.uuid4().hex[:12]}"
+    _run_admin(url, f'CREATE DATABASE "{name}"')
     return make_url(url).set(database=name).render_as_string(hide_password=False)
 
 
 def drop_postgres_database(url: str) -> None:
     """Drop the database ``url`` points at, disconnecting anyone still using it."""
-    dsn, _ = _admin_dsn(url)
-    name = make_url(url).database
-
-    async def drop() -> None:
-        connection = await asyncpg.connect(dsn)
-        try:
-            await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await connection.close()
-
-    asyncio.run(drop())
+    _run_admin(url, f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
 
 
 def recreate_postgres_database(url: str) -> None:
     """Create the database ``url`` points at again, empty, after it was dropped."""
-    dsn, _ = _admin_dsn(url)
-    name = make_url(url).database
-
-    async def create() -> None:
-        connection = await asyncpg.connect(dsn)
-        try:
-            await connection.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await connection.close()
-
-    asyncio.run(create())
+    _run_admin(url, f'CREATE DATABASE "{make_url(url).database}"')

@@ -15,7 +15,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from starterkit.clientip import client_ip, rate_limit_key
+from starterkit.clientip import client_limit_key
 from starterkit.db.models import User
 from starterkit.middleware import RATE_LIMIT_HEADERS_KEY
 from starterkit.ratelimit.counters import LimitState, RateLimits, parse_limit, raise_if_refused
@@ -55,7 +55,7 @@ def limit_per_client(
     limit = parse_limit(limit_text)
 
     async def rate_limit(request: Request) -> None:
-        key = rate_limit_key(client_ip(request, trusted_proxies), ipv6_prefix)
+        key = client_limit_key(request, trusted_proxies, ipv6_prefix)
         state = await rate_limits.hit(name, limit, key)
         raise_if_refused(state)
         report(request, state)

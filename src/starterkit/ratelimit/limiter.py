@@ -13,7 +13,7 @@ from fastapi import Request, Response
 from limits import RateLimitItem
 from slowapi import Limiter
 
-from starterkit.clientip import client_ip, rate_limit_key
+from starterkit.clientip import client_limit_key
 from starterkit.errors import error_response
 from starterkit.settings import Settings
 
@@ -22,7 +22,7 @@ def client_key(trusted_proxies: Sequence[str], ipv6_prefix: int = 64) -> Callabl
     """slowapi key function: the trusted-proxy-aware client IP (an IPv6 client's network)."""
 
     def key(request: Request) -> str:
-        return rate_limit_key(client_ip(request, trusted_proxies), ipv6_prefix)
+        return client_limit_key(request, trusted_proxies, ipv6_prefix)
 
     return key
 
