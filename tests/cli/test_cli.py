@@ -84,6 +84,27 @@ def test_genkey_writes_a_private_env_file_and_keeps_existing_values(tmp_path: Pa
 
 
 @pytest.mark.usefixtures("db_env")
+def test_file_errors_name_the_file_not_the_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    missing_folder = tmp_path / "nowhere" / "x.env"
+    genkey = runner.invoke(app, ["genkey", "--env-file", str(missing_folder)])
+    assert genkey.exit_code == 1
+    assert_one_line_error(
+        genkey.output, f"cannot use the file {missing_folder}: No such file or directory"
+    )
+    # `serve` in development writes missing secrets into ./.env; here that name is a folder.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("STARTERKIT_SECRET_KEY", raising=False)
+    monkeypatch.delenv("STARTERKIT_REFRESH_TOKEN_SECRET", raising=False)
+    monkeypatch.setenv("STARTERKIT_ENVIRONMENT", "development")
+    (tmp_path / ".env").mkdir()
+    serve = runner.invoke(app, ["serve"])
+    assert serve.exit_code == 1
+    assert_one_line_error(serve.output, f"cannot use the file {tmp_path / '.env'}: Is a directory")
+    assert "database" not in serve.output
+
+
 def test_migrate_then_inspect_and_downgrade() -> None:
     before = runner.invoke(app, ["check"])
     assert before.exit_code == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -60,7 +61,7 @@ async def test_one_setting_turns_every_sqlite_fast_path_off(tmp_path: Path) -> N
         assert fast.read_engine is not fast.engine
         assert fast.user_cache.enabled
         # The stock aiosqlite adapter, the main pool for reads, a query per request for users.
-        assert not isinstance(plain.engine.dialect.dbapi, sqlite_driver.OneHopDBAPI)
+        assert type(plain.engine.dialect.dbapi) is sqlite_driver.StockDBAPI
         assert plain.read_engine is plain.engine
         assert not plain.user_cache.enabled
     finally:
@@ -136,5 +137,25 @@ async def test_a_connection_returned_mid_transaction_is_rolled_back(tmp_path: Pa
             assert (await again.execute(text("SELECT count(*) FROM t"))).scalar() == 0
             await again.execute(text("INSERT INTO t VALUES (2)"))  # the write lock is free
             await again.commit()
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.parametrize("fast_paths", [True, False])
+async def test_a_failed_connect_stops_its_thread_before_raising(
+    tmp_path: Path, fast_paths: bool
+) -> None:
+    # A folder is no database file: SQLite cannot open it. aiosqlite used to raise while its
+    # worker thread still had to take the stop request, and when the loop closed first (a CLI
+    # command ending on the error) the thread printed an "Event loop is closed" traceback.
+    url = f"sqlite+aiosqlite:///{tmp_path}"
+    engine = create_async_engine(url, module=sqlite_driver.dbapi(fast_paths))
+    before = set(threading.enumerate())
+    try:
+        with pytest.raises(OperationalError, match="unable to open database file"):
+            await engine.connect()
+        started = [t for t in threading.enumerate() if t not in before]
+        # The loop's executor threads (which the wait itself may start) live on, idle.
+        assert [t for t in started if not t.name.startswith("asyncio_")] == []
     finally:
         await engine.dispose()

@@ -6,6 +6,7 @@ Imports stay inside the functions that need them, so ``starterkit --help`` stays
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, ParamSpec, TypeVar
@@ -60,6 +61,10 @@ def describe_error(error: BaseException) -> str:
         return " ".join(settings_problems(error))
     if type(error).__module__.startswith("alembic"):
         return f"migration failed: {_first_line(error)}"
+    if isinstance(error, OSError) and error.filename is not None:
+        # A file the command reads or writes (an env file, .env in a read-only folder).
+        path = Path(os.fsdecode(error.filename)).absolute()
+        return f"cannot use the file {path}: {error.strerror or _first_line(error)}"
     if type(error).__module__.startswith("sqlalchemy") or isinstance(error, OSError):
         return f"cannot use the database: {_first_line(getattr(error, 'orig', None) or error)}"
     return f"{type(error).__name__}: {_first_line(error)}"

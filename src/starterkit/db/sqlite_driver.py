@@ -12,15 +12,22 @@ many reads a worker served. Here a statement is one round trip (cursor, execute,
 close run together on the connection's thread), and commit and rollback are skipped when
 SQLite says no transaction is open, which is exactly when they would do nothing.
 
-Everything else (connecting, isolation levels, server-side cursors, error classes) is
-SQLAlchemy's own adapter, unchanged. :func:`dbapi` returns None when the installed aiosqlite
-lacks the private call this relies on, and the engine then uses the stock adapter.
+Everything else (isolation levels, server-side cursors, error classes) is SQLAlchemy's own
+adapter, unchanged. :func:`dbapi` returns None when the installed aiosqlite lacks the private
+call this relies on, and the engine then uses :class:`StockDBAPI`.
+
+Both modules connect the same way, with one fix (:class:`StockDBAPI`): when a file cannot be
+opened, aiosqlite queues its worker thread's stop and raises without waiting for it. If the
+event loop closes first (a CLI command's ``asyncio.run`` ending on that error), the thread dies
+with an "Event loop is closed" traceback on stderr, so a failed connect waits for the thread.
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import sqlite3
+import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -32,6 +39,9 @@ from sqlalchemy.dialects.sqlite.aiosqlite import (
 from sqlalchemy.util.concurrency import await_
 
 _Outcome = tuple[Any, list[Any], int, int | None]
+
+# How long a failed connect waits for aiosqlite's worker thread to take its stop request.
+_WORKER_STOP_SECONDS = 2.0
 
 
 def _run_statement(
@@ -126,16 +136,37 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
             super().rollback()
 
 
-class OneHopDBAPI(AsyncAdapt_aiosqlite_dbapi):
+class StockDBAPI(AsyncAdapt_aiosqlite_dbapi):
+    """SQLAlchemy's aiosqlite DB-API module, with a failed connect that cleans up first."""
+
+    def connect(self, *args: Any, **kwargs: Any) -> AsyncAdapt_aiosqlite_connection:
+        connection = self.aiosqlite.connect(*args, **kwargs)
+        # Before aiosqlite 0.22 the connection was the thread itself.
+        thread = connection if isinstance(connection, threading.Thread) else connection._thread
+        thread.daemon = True  # as SQLAlchemy's own connect does
+        try:
+            await_(connection)
+        except BaseException:
+            await_(asyncio.to_thread(thread.join, _WORKER_STOP_SECONDS))
+            raise
+        return self._adapt(connection)
+
+    def _adapt(self, connection: Any) -> AsyncAdapt_aiosqlite_connection:
+        return AsyncAdapt_aiosqlite_connection(self, connection)
+
+
+class OneHopDBAPI(StockDBAPI):
     """The DB-API module SQLAlchemy's aiosqlite dialect is given (``create_engine(module=)``)."""
 
-    def connect(self, *args: Any, **kwargs: Any) -> OneHopConnection:
-        stock = super().connect(*args, **kwargs)
-        return OneHopConnection(self, stock._connection)
+    def _adapt(self, connection: Any) -> OneHopConnection:
+        return OneHopConnection(self, connection)
 
 
-def dbapi() -> OneHopDBAPI | None:
-    """The one-hop DB-API module, or None if this aiosqlite lacks what it needs."""
-    if not hasattr(aiosqlite.Connection, "_execute"):
-        return None  # pragma: no cover - every aiosqlite release since 0.11 has it
-    return OneHopDBAPI(aiosqlite, sqlite3)
+def dbapi(fast_paths: bool = True) -> StockDBAPI:
+    """The DB-API module for the engine: one-hop statements unless ``fast_paths`` is off.
+
+    The one-hop module needs a private aiosqlite call; without it the stock statements are used.
+    """
+    if fast_paths and hasattr(aiosqlite.Connection, "_execute"):
+        return OneHopDBAPI(aiosqlite, sqlite3)
+    return StockDBAPI(aiosqlite, sqlite3)
