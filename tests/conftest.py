@@ -21,6 +21,7 @@ from fastapi import FastAPI
 
 from starterkit import Settings, StarterKit, create_app
 from starterkit.db import migrate
+from starterkit.settings import PLATFORM_NAMES
 from tests.support.databases import create_postgres_database, drop_postgres_database
 
 POSTGRES_URL = os.environ.get("STARTERKIT_TEST_DATABASE_URL", "")
@@ -66,10 +67,12 @@ def _no_test_hangs_forever(request: pytest.FixtureRequest, _hang_report: TextIO)
 
 @pytest.fixture(autouse=True)
 def _hermetic_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No developer STARTERKIT_* variable or .env file leaks into a test."""
+    """No developer STARTERKIT_* variable, platform variable or .env file leaks into a test."""
     for name in list(os.environ):
         if name.startswith("STARTERKIT_") and not name.startswith("STARTERKIT_TEST_"):
             monkeypatch.delenv(name)
+    for name in (*PLATFORM_NAMES.values(), "PORT"):
+        monkeypatch.delenv(name, raising=False)
     if SQLITE_FAST_PATHS:
         # Settings read it from the environment, in this process and in the ones tests start.
         monkeypatch.setenv("STARTERKIT_SQLITE_FAST_PATHS", SQLITE_FAST_PATHS)

@@ -7,10 +7,17 @@ print it as one line. Production refuses configurations that are only safe on a 
 from __future__ import annotations
 
 import ipaddress
+import os
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, SecretStr, ValidationInfo, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from starterkit.database_url import DatabaseKind, database_kind, normalize_database_url
 
@@ -30,6 +37,24 @@ _PLACEHOLDER_SECRETS = ("changeme", "change-me", "change_me", "changethis", "sec
 def env_name(field: str) -> str:
     """Return the environment variable that sets ``field``."""
     return f"{ENV_PREFIX}{field.upper()}"
+
+
+# The variables hosting platforms (Heroku, Render, Railway, Fly, …) set for the services they
+# attach. Each is read from the process environment when the setting is given no other way.
+PLATFORM_NAMES = {"database_url": "DATABASE_URL", "redis_url": "REDIS_URL"}
+
+
+class _PlatformVariables(PydanticBaseSettingsSource):
+    """The platform variables, below keywords, STARTERKIT_ variables and ``.env``."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        name = PLATFORM_NAMES.get(field_name)
+        return (os.environ.get(name) if name else None), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return {
+            field: os.environ[name] for field, name in PLATFORM_NAMES.items() if name in os.environ
+        }
 
 
 def _rate_limit(value: str) -> str:
@@ -65,14 +90,28 @@ class Settings(BaseSettings):
         validate_default=True,
     )
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Read DATABASE_URL and REDIS_URL as platforms set them, after starterkit's names."""
+        platform = _PlatformVariables(settings_cls)
+        return init_settings, env_settings, dotenv_settings, platform, file_secret_settings
+
     environment: Environment = Field(
         default="development",
         description="`development`, `test` or `production`. Production refuses unsafe settings.",
     )
     database_url: str = Field(
         default="sqlite:///./starterkit.db",
-        description="SQLAlchemy URL; `sqlite://` and `postgresql://` are mapped to the async "
-        "drivers aiosqlite and asyncpg.",
+        description="SQLAlchemy URL; `sqlite://` and `postgresql://` (also `postgres://`) are "
+        "mapped to the async drivers aiosqlite and asyncpg. A plain `DATABASE_URL` is used "
+        "when this is unset.",
     )
     database_pool_size: int = Field(
         default=5, ge=1, le=1000, description="Connections kept open per process (PostgreSQL)."
@@ -89,7 +128,7 @@ class Settings(BaseSettings):
     redis_url: str = Field(
         default="",
         description="Empty for the in-process limiter and cache; `redis://…` to share them "
-        "between instances.",
+        "between instances. A plain `REDIS_URL` is used when this is unset.",
     )
     secret_key: SecretStr | None = Field(
         default=None,
@@ -477,5 +516,20 @@ def settings_problems(error: Exception) -> list[str]:
         message = item["msg"].removeprefix("Value error, ")
         if not message.startswith(("is ", "must ", "uses ", "needs ", "cannot ")):
             message = f"is invalid: {message[0].lower()}{message[1:]}"
-        problems.append(f"{env_name(field)} {message}.")
+        problems.append(f"{_variable_of(field)} {message}.")
     return problems
+
+
+def _variable_of(field: str) -> str:
+    """The variable a field's value came from: its own, or the platform's used instead."""
+    from pathlib import Path  # noqa: PLC0415
+
+    from starterkit.envfile import read_env_file  # noqa: PLC0415
+
+    own = env_name(field)
+    platform = PLATFORM_NAMES.get(field)
+    if platform is None or platform not in os.environ:
+        return own
+    # pydantic-settings matches starterkit's names case-insensitively, in both places.
+    given = {name.upper() for name in (*os.environ, *read_env_file(Path(".env")))}
+    return own if own in given else platform

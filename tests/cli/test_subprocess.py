@@ -20,7 +20,14 @@ import pytest
 
 from starterkit import __version__
 from starterkit.envfile import read_env_file
-from tests.support.processes import clean_env, running_server, starterkit_command, stop
+from tests.support.processes import (
+    clean_env,
+    free_port,
+    running_server,
+    starterkit_command,
+    stop,
+    wait_until_healthy,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -222,3 +229,42 @@ def test_serve_warns_about_split_limits(tmp_path: Path) -> None:
     with running_server(tmp_path) as (_, process):
         quiet = stop(process)
     assert "Warning:" not in quiet
+
+
+def test_serve_takes_a_platforms_database_url_and_port(tmp_path: Path) -> None:
+    # Hosting platforms hand the app DATABASE_URL and PORT, not starterkit's own names.
+    port = free_port()
+    database = tmp_path / "platform.db"
+    env = clean_env(DATABASE_URL=f"sqlite:///{database}", PORT=str(port))
+    process = subprocess.Popen(
+        starterkit_command("serve"),
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_until_healthy(f"http://127.0.0.1:{port}", process, timeout=30)
+        ready = httpx.get(f"http://127.0.0.1:{port}/api/v1/health/ready")
+        assert ready.status_code == 200, ready.text
+    finally:
+        output = stop(process)
+        assert process.stdout is not None
+        process.stdout.close()
+    assert f"on http://127.0.0.1:{port}" in output
+    assert database.exists()  # migrated where DATABASE_URL points, not ./starterkit.db
+    assert not (tmp_path / "starterkit.db").exists()
+    # The starterkit name wins over the platform's.
+    mine = tmp_path / "mine.db"
+    env["STARTERKIT_DATABASE_URL"] = f"sqlite:///{mine}"
+    migrated = subprocess.run(
+        starterkit_command("migrate"),
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert migrated.returncode == 0, migrated.stderr
+    assert mine.exists()

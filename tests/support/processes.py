@@ -27,9 +27,17 @@ def starterkit_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "starterkit", *args]
 
 
+# Variables hosting platforms set, which starterkit reads when its own are unset.
+PLATFORM_VARIABLES = ("DATABASE_URL", "REDIS_URL", "PORT")
+
+
 def clean_env(**extra: str) -> dict[str, str]:
-    """The current environment without STARTERKIT_* settings, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STARTERKIT_")}
+    """The current environment without starterkit's or the platforms' settings, plus ``extra``."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("STARTERKIT_") and k not in PLATFORM_VARIABLES
+    }
     env.update(extra)
     return env
 

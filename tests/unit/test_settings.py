@@ -214,5 +214,33 @@ def test_dot_env_in_the_working_directory_is_read(tmp_path: Path) -> None:
     assert Settings().jwt_issuer == "from-dot-env"
 
 
+def test_a_platforms_plain_names_are_read_when_starterkits_are_unset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgres://app:pw@db.internal:5432/app")
+    monkeypatch.setenv("REDIS_URL", "redis://cache.internal:6379/0")
+    settings = Settings()
+    assert settings.database_url == "postgresql+asyncpg://app:pw@db.internal:5432/app"
+    assert settings.redis_url == "redis://cache.internal:6379/0"
+    # starterkit's own names win, from the environment or .env; keywords win over all.
+    (tmp_path / ".env").write_text("STARTERKIT_REDIS_URL=redis://mine:6379/1\n")
+    monkeypatch.setenv("STARTERKIT_DATABASE_URL", "sqlite:///own.db")
+    settings = Settings()
+    assert settings.database_url == "sqlite+aiosqlite:///own.db"
+    assert settings.redis_url == "redis://mine:6379/1"
+    assert Settings(database_url="sqlite://").database_url == "sqlite+aiosqlite://"
+
+
+def test_a_bad_platform_value_is_reported_under_the_name_it_came_from(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("REDIS_URL", "http://cache.internal")
+    [message] = problems()
+    assert message.startswith("REDIS_URL must start with redis://")
+    monkeypatch.setenv("STARTERKIT_REDIS_URL", "http://own")
+    [message] = problems()
+    assert message.startswith("STARTERKIT_REDIS_URL must start with redis://")
+
+
 def test_empty_api_prefix_is_allowed() -> None:
     assert Settings(_env_file=None, api_prefix="/").api_prefix == ""

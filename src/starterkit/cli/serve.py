@@ -18,7 +18,10 @@ if TYPE_CHECKING:
 @friendly_errors
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+    port: Annotated[
+        int,
+        typer.Option(min=1, max=65535, envvar="PORT", help="Port to listen on."),
+    ] = 8000,
     reload: Annotated[bool, typer.Option(help="Restart when the code changes.")] = False,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
     proxy_headers: Annotated[
