@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -131,12 +132,14 @@ def docs(session: nox.Session) -> None:
 def wheel(session: nox.Session) -> None:
     """Build sdist and wheel; from a clean venv with only the wheel: migrate, check, serve.
 
-    This catches package data (migrations, the password list) missing from the wheel.
+    This catches package data (migrations, the password list) missing from the wheel. Then the
+    sdist, unpacked, is installed and its own docs and unit tests run, which catches files the
+    tests read (docs, examples) missing from it.
     """
     session.install("build>=1.2")
     tmp = Path(session.create_tmp()).resolve()
     dist, venv, work = tmp / "dist", tmp / "wheel-venv", tmp / "work"
-    for folder in (dist, venv, work):
+    for folder in (dist, venv, work, tmp / "sdist"):
         shutil.rmtree(folder, ignore_errors=True)
     session.run("python", "-m", "build", "--outdir", str(dist), str(ROOT))
     [built] = dist.glob("starterkit-*.whl")
@@ -156,6 +159,14 @@ def wheel(session: nox.Session) -> None:
         session.run(starterkit, "check", env=env, external=True)
         smoke = str(ROOT / "tests" / "support" / "serve_smoke.py")
         session.run(python, smoke, starterkit, env=env, external=True)
+
+    [sdist] = dist.glob("starterkit-*.tar.gz")
+    with tarfile.open(sdist) as archive:
+        archive.extractall(tmp / "sdist", filter="data")
+    [unpacked] = (tmp / "sdist").glob("starterkit-*")
+    session.install(f"{unpacked}[dev,docs]")
+    with session.chdir(unpacked):
+        session.run("pytest", "-q", "-p", "no:cacheprovider", "tests/docs", "tests/unit")
 
 
 @nox.session(python=PYTHONS[0])

@@ -16,8 +16,8 @@ call::
             response = await client.get("/api/v1/users/me", headers=headers)
             assert response.json()["email"] == "me@example.com"
 
-The client needs ``httpx`` (``pip install httpx``); async tests need an async test runner such
-as anyio's pytest plugin (installed with FastAPI) or pytest-asyncio.
+The client needs ``httpx``: install ``starterkit[testing]`` (httpx and pytest). Async tests need
+an async test runner such as anyio's pytest plugin (installed with FastAPI) or pytest-asyncio.
 """
 
 from __future__ import annotations
@@ -99,7 +99,13 @@ async def app_client(
             to the kit's database first.
         base_url: the URL requests appear to go to.
     """
-    import httpx  # noqa: PLC0415 - only tests need it
+    try:
+        import httpx  # noqa: PLC0415 - only tests need it
+    except ModuleNotFoundError:
+        raise ModuleNotFoundError(
+            "starterkit.testing.app_client needs httpx: pip install 'starterkit[testing]'",
+            name="httpx",
+        ) from None
 
     if migrate_database:
         await anyio.to_thread.run_sync(migrate.upgrade, kit_of(app).settings)
