@@ -21,7 +21,7 @@ from starterkit.health import build_health_router
 from starterkit.items.router import build_items_router
 from starterkit.lifecycle.pages import build_pages_router
 from starterkit.metrics import MetricsMiddleware, build_metrics_router
-from starterkit.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from starterkit.middleware import RequestContextMiddleware, RequestSizeLimitMiddleware
 from starterkit.ratelimit.limiter import slowapi_exceeded_handler
 from starterkit.runtime import Runtime
 from starterkit.settings import Settings
@@ -106,7 +106,11 @@ class StarterKit(Runtime):
                     "X-RateLimit-Reset",
                 ],
             )
-        app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+        app.add_middleware(
+            RequestSizeLimitMiddleware,
+            max_body_bytes=settings.max_body_bytes,
+            max_header_bytes=settings.max_header_bytes,
+        )
         app.add_middleware(MetricsMiddleware, metrics=self.metrics)
         # Added last, so it is outermost: every response, CORS and 413 included, gets an id.
         app.add_middleware(RequestContextMiddleware, hsts_seconds=settings.hsts_seconds)

@@ -1,4 +1,4 @@
-"""Pure ASGI middleware: request ids, the catch-all 500, and the request body size limit.
+"""Pure ASGI middleware: request ids, the catch-all 500, and the request size limits.
 
 Pure ASGI (not ``BaseHTTPMiddleware``) keeps per-request overhead to a few dict operations and
 never buffers bodies.
@@ -111,27 +111,38 @@ def _incoming_request_id(scope: Scope) -> str | None:
     return None
 
 
-class BodySizeLimitMiddleware:
-    """Answers 413 for request bodies over ``max_bytes``.
+class RequestSizeLimitMiddleware:
+    """Answers 431 for request headers over ``max_header_bytes`` and 413 for bodies over
+    ``max_body_bytes``.
 
-    A declared ``Content-Length`` over the limit is refused before the app runs; a chunked
-    body is counted as it streams and refused as soon as it passes the limit.
+    Headers are counted as names plus values, before the app runs. A declared
+    ``Content-Length`` over the limit is refused before the app runs too; a chunked body is
+    counted as it streams and refused as soon as it passes the limit.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, max_header_bytes: int) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        self.max_bytes = max_body_bytes
+        self.max_header_bytes = max_header_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        header_bytes = 0
+        declared: bytes | None = None
         for name, value in scope["headers"]:
+            header_bytes += len(name) + len(value)
             if name == b"content-length":
-                if not value.isdigit() or int(value) > self.max_bytes:
-                    await self._too_large(scope, receive, send)
-                    return
-                break
+                declared = value
+        if header_bytes > self.max_header_bytes:
+            await _refuse(
+                scope, receive, send, 431, HEADERS_TOO_LARGE.format(self.max_header_bytes)
+            )
+            return
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            await self._too_large(scope, receive, send)
+            return
 
         received = 0
         response_started = False
@@ -159,6 +170,13 @@ class BodySizeLimitMiddleware:
             await self._too_large(scope, receive, send)
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
-        error = PayloadTooLarge(self.max_bytes)
-        response = error_response(413, str(error.detail), headers={"Connection": "close"})
-        await response(scope, receive, send)
+        await _refuse(scope, receive, send, 413, str(PayloadTooLarge(self.max_bytes).detail))
+
+
+HEADERS_TOO_LARGE = "The request headers are larger than {} bytes."
+
+
+async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, detail: str) -> None:
+    # The connection is closed after the answer: the rest of the request is not worth reading.
+    response = error_response(status, detail, headers={"Connection": "close"})
+    await response(scope, receive, send)

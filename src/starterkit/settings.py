@@ -226,6 +226,12 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=1_048_576, ge=1024, description="Larger request bodies get 413."
     )
+    max_header_bytes: int = Field(
+        default=32_768,
+        ge=4096,
+        le=1_048_576,
+        description="Request headers larger than this in total (names and values) get 431.",
+    )
     migration_locations: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Directories (or `package:path`) of your own Alembic revisions, applied "

@@ -221,6 +221,15 @@ def test_a_module_in_the_working_directory_never_shadows_a_dependency(tmp_path: 
     assert migrated.returncode == 0, migrated.stderr
 
 
+def test_serve_refuses_megabytes_of_headers(tmp_path: Path) -> None:
+    # Seen: an 8 MB header was accepted.
+    with running_server(tmp_path) as (base_url, _):
+        huge = httpx.get(f"{base_url}/api/v1/health/live", headers={"x-filler": "a" * 8_000_000})
+        assert huge.status_code == 431
+        assert huge.json()["code"] == "headers_too_large"
+        assert httpx.get(f"{base_url}/api/v1/health/live").status_code == 200
+
+
 def test_serve_warns_about_split_limits(tmp_path: Path) -> None:
     with running_server(tmp_path, "--workers", "2") as (base_url, process):
         assert httpx.get(f"{base_url}/api/v1/health/live").status_code == 200

@@ -274,6 +274,29 @@ async def test_streamed_body_over_the_limit_is_a_413(client: httpx.AsyncClient) 
     assert_envelope(response, 413, "payload_too_large")
 
 
+async def test_headers_over_the_limit_are_a_431_before_the_app_runs(
+    make_settings: SettingsFactory,
+) -> None:
+    settings = make_settings(max_header_bytes=8192)
+    async with app_client(create_app(settings)) as client:
+        big = {"x-filler": "a" * 8192}
+        response = await client.get("/api/v1/health/live", headers=big)
+        assert_envelope(response, 431, "headers_too_large")
+        assert response.headers["connection"] == "close"
+        # Many small headers count together.
+        many = {f"x-filler-{n}": "a" * 500 for n in range(20)}
+        assert_envelope(
+            await client.get("/api/v1/health/live", headers=many), 431, "headers_too_large"
+        )
+        # Refused before any route runs, a login included.
+        login = await client.post(
+            "/api/v1/auth/login", json={"email": "a@example.com", "password": "x" * 12}, headers=big
+        )
+        assert_envelope(login, 431, "headers_too_large")
+        usual = await client.get("/api/v1/health/live", headers={"x-filler": "a" * 4000})
+        assert usual.status_code == 200
+
+
 async def test_body_under_the_limit_passes(client: httpx.AsyncClient) -> None:
     response = await client.post("/echo", json={"x": "a" * 1000})
     assert response.status_code == 200
