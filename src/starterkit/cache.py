@@ -1,6 +1,7 @@
 """Per-user response cache with generation-based invalidation, in process or in Redis.
 
-A cached read is stored under ``{prefix}c:{epoch}:{user}:{generation}:{route}``. Each write to a
+A cached read is stored under ``{prefix}{installation}:c:{epoch}:{user}:{generation}:{route}``
+(the installation id only in Redis, see :mod:`starterkit.installation`). Each write to a
 user's data increments that user's generation *before the write's response is sent*, so later
 reads compute new keys and never see the old entries, also on other instances sharing Redis.
 A read fetches the generation before it queries the database: if a write lands in between, the
@@ -16,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -122,10 +123,26 @@ class CacheLookup:
 class ResponseCache:
     """Caches serialised responses per user; see the module docstring for the scheme."""
 
-    def __init__(self, backend: CacheBackend, *, ttl_seconds: int, prefix: str) -> None:
+    def __init__(
+        self,
+        backend: CacheBackend,
+        *,
+        ttl_seconds: int,
+        prefix: str,
+        namespace: Callable[[], Awaitable[str]] | None = None,
+    ) -> None:
+        """
+        Args:
+            backend: where entries live.
+            ttl_seconds: lifetime of an entry; 0 disables the cache.
+            prefix: the start of every key.
+            namespace: returns the part after the prefix that makes the keys this service's
+                (the installation id); when it raises, the cache steps aside for that call.
+        """
         self._backend = backend
         self.ttl = ttl_seconds
         self._prefix = prefix
+        self._namespace = namespace
         self._unavailable_until = 0.0
         self._dirty = False  # a failure happened: bump the epoch before trusting entries again
         self.hits = 0
@@ -136,22 +153,27 @@ class ResponseCache:
         """False when CACHE_TTL_SECONDS is 0."""
         return self.ttl > 0
 
-    def _generation_key(self, user_id: int) -> str:
-        return f"{self._prefix}gen:{user_id}"
-
-    @property
-    def _epoch_key(self) -> str:
-        return f"{self._prefix}epoch"
+    async def _keys(self) -> str | None:
+        """The start of this service's keys, or None while the namespace is unknown."""
+        if self._namespace is None:
+            return self._prefix
+        try:
+            return f"{self._prefix}{await self._namespace()}:"
+        except Exception:  # noqa: BLE001 - the namespace said why; no cache meanwhile
+            return None
 
     async def lookup(self, user_id: int, route: str) -> CacheLookup:
         """Find a cached response of ``route`` for ``user_id``; call before querying data."""
-        if not self.enabled or not await self._usable():
+        if not self.enabled:
+            return CacheLookup(hit=None, key=None)
+        keys = await self._keys()
+        if keys is None or not await self._usable(keys):
             return CacheLookup(hit=None, key=None)
         try:
             epoch, generation = await self._backend.get_many(
-                [self._epoch_key, self._generation_key(user_id)]
+                [f"{keys}epoch", f"{keys}gen:{user_id}"]
             )
-            key = f"{self._prefix}c:{int(epoch or 0)}:{user_id}:{int(generation or 0)}:{route}"
+            key = f"{keys}c:{int(epoch or 0)}:{user_id}:{int(generation or 0)}:{route}"
             [raw] = await self._backend.get_many([key])
         except Exception as error:  # noqa: BLE001 - any backend failure bypasses the cache
             self._failed(error)
@@ -178,20 +200,21 @@ class ResponseCache:
         """Make every cached read of ``user_id`` unreachable. Call after each write."""
         if not self.enabled:
             return
-        if not await self._usable():
+        keys = await self._keys()
+        if keys is None or not await self._usable(keys):
             self._dirty = True
             return
         try:
-            await self._backend.incr(self._generation_key(user_id), GENERATION_TTL_SECONDS)
+            await self._backend.incr(f"{keys}gen:{user_id}", GENERATION_TTL_SECONDS)
         except Exception as error:  # noqa: BLE001 - remembered: the epoch is bumped later
             self._failed(error)
 
-    async def _usable(self) -> bool:
+    async def _usable(self, keys: str) -> bool:
         if time.monotonic() < self._unavailable_until:
             return False
         if self._dirty:
             try:
-                await self._backend.incr(self._epoch_key, GENERATION_TTL_SECONDS)
+                await self._backend.incr(f"{keys}epoch", GENERATION_TTL_SECONDS)
             except Exception as error:  # noqa: BLE001
                 self._failed(error)
                 return False

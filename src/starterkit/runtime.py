@@ -50,6 +50,7 @@ from starterkit.db.engine import (
 )
 from starterkit.errors import is_schema_error
 from starterkit.hooks import Hooks
+from starterkit.installation import InstallationId
 from starterkit.lifecycle.tokens import AccountTokens, build_account_tokens
 from starterkit.mail import build_mailer
 from starterkit.metrics import Metrics
@@ -110,6 +111,9 @@ class Runtime:
             self.read_engine, sqlite_file=sqlite_file_of(self.settings) if fast else None
         )
         self.redis: Redis | None = _create_redis(self.settings.redis_url)
+        # Scopes the keys kept in a shared Redis to this database (see starterkit.installation).
+        self.installation = InstallationId(self.read_engine)
+        namespace = self.installation.get if self.redis is not None else None
         self.password_hasher = PasswordHasher()
         self.hooks = Hooks()
         self.background = BackgroundJobs()
@@ -118,11 +122,13 @@ class Runtime:
             RedisBackend(self.redis) if self.redis is not None else MemoryBackend(),
             ttl_seconds=self.settings.cache_ttl_seconds,
             prefix=self.settings.redis_key_prefix,
+            namespace=namespace,
         )
         self.rate_limits = RateLimits(
             self.redis,
             redis_url=self.settings.redis_url,
             key_prefix=self.settings.redis_key_prefix,
+            namespace=namespace,
         )
         self.metrics = Metrics(self.rate_limits, self.cache)
         self.session_lifetimes = SessionLifetimes(

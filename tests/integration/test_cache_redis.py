@@ -7,11 +7,14 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import anyio.to_thread
 import httpx
 import pytest
+from limits import parse
 
-from starterkit import Settings, create_app
-from tests.conftest import app_client
+from starterkit import Settings, StarterKit, create_app
+from starterkit.db import migrate
+from tests.conftest import SettingsFactory, app_client
 from tests.support.auth import API, bearer, login, register, signed_up
 from tests.support.redis_server import PrivateRedis
 from tests.support.tcp_proxy import TCPProxy
@@ -140,3 +143,69 @@ async def test_entries_that_survive_an_outage_are_never_served_stale(
             assert (await client.get(url, headers=headers)).json()["title"] == "v2"
     finally:
         await proxy.cut()
+
+
+async def test_two_services_sharing_redis_and_its_prefix_keep_their_keys_apart(
+    make_settings: SettingsFactory, redis_url: str, tmp_path: Path
+) -> None:
+    # Seen: two services on one Redis with the default prefix served each other's cached items
+    # (same numeric user id) and shared rate-limit counters. Each has its own database here:
+    # the test database, and a SQLite file.
+    shared = {
+        "redis_url": redis_url,
+        "redis_key_prefix": f"test-{uuid.uuid4().hex}:",
+        "auth_register_rate_limit": "2/hour",
+    }
+    first_settings = make_settings(**shared)
+    second_settings = make_settings(**shared, database_url=f"sqlite:///{tmp_path / 'other.db'}")
+    for settings in (first_settings, second_settings):
+        await anyio.to_thread.run_sync(migrate.upgrade, settings)
+    first, second = create_app(first_settings), create_app(second_settings)
+    async with app_client(first) as one, app_client(second) as two:
+        a = await signed_up(one, "a@example.com")
+        b = await signed_up(two, "b@example.com")
+        a_me = (await one.get(f"{API}/users/me", headers=bearer(a["access_token"]))).json()
+        b_me = (await two.get(f"{API}/users/me", headers=bearer(b["access_token"]))).json()
+        assert a_me["id"] == b_me["id"]  # the same user id in both services
+        await one.post(f"{API}/items", json={"title": "a's"}, headers=bearer(a["access_token"]))
+        for _ in range(2):  # cached in the first service
+            page = await one.get(f"{API}/items", headers=bearer(a["access_token"]))
+            assert [item["title"] for item in page.json()["items"]] == ["a's"]
+        # The second service's user 1 has no items, whatever the first one cached.
+        page = await two.get(f"{API}/items", headers=bearer(b["access_token"]))
+        assert page.json()["items"] == []
+        await two.post(f"{API}/items", json={"title": "b's"}, headers=bearer(b["access_token"]))
+        for _ in range(2):
+            page = await two.get(f"{API}/items", headers=bearer(b["access_token"]))
+            assert [item["title"] for item in page.json()["items"]] == ["b's"]
+        # Registrations count per service: the first has used its two, the second one.
+        assert (await register(one, "a2@example.com")).status_code == 201
+        assert (await register(one, "a3@example.com")).status_code == 429
+        assert (await register(two, "b2@example.com")).status_code == 201
+    one_kit, two_kit = first.state.starterkit, second.state.starterkit
+    assert one_kit.cache.hits > 0
+    assert two_kit.cache.hits > 0
+    assert await one_kit.installation.get() != await two_kit.installation.get()
+
+
+async def test_without_an_installation_id_redis_keys_wait(
+    make_settings: SettingsFactory, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Not migrated: no installation row, so no key can be named for this service yet.
+    settings = make_settings(redis_url=redis_url, redis_key_prefix=f"test-{uuid.uuid4().hex}:")
+    kit = StarterKit(settings)
+    try:
+        lookup = await kit.cache.lookup(1, "items")
+        assert lookup.hit is None
+        assert lookup.key is None  # nothing is stored either
+        limit = parse("1/minute")
+        assert (await kit.rate_limits.hit("probe", limit, "k")).allowed
+        assert not (await kit.rate_limits.hit("probe", limit, "k")).allowed  # counted in process
+        assert await kit.redis.keys(f"{settings.redis_key_prefix}*") == []  # type: ignore[union-attr]
+        warnings = [r for r in caplog.records if "installation id unknown" in r.getMessage()]
+        assert len(warnings) == 1  # said once, not per request
+        await anyio.to_thread.run_sync(migrate.upgrade, settings)
+        assert len(await kit.installation.get()) == 32
+        assert (await kit.cache.lookup(1, "items")).key is not None
+    finally:
+        await kit.aclose()

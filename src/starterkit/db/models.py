@@ -1,4 +1,5 @@
-"""The tables starterkit owns: users, items, auth sessions and their refresh tokens."""
+"""The tables starterkit owns: users, items, auth sessions, their refresh tokens, audit events
+and the installation row."""
 
 from __future__ import annotations
 
@@ -150,4 +151,20 @@ class AuthEvent(Base):
         return f"AuthEvent(id={self.id!r}, event_type={self.event_type!r})"
 
 
-__all__ = ["AuthEvent", "AuthSession", "Item", "RefreshToken", "User"]
+class Installation(Base):
+    """The row naming this installation: one database and every process that uses it.
+
+    Made once, by migration ``starterkit_0006``. Its id scopes the keys starterkit keeps in a
+    shared Redis, so services with other databases never read each other's cache or counters.
+    """
+
+    __tablename__ = "starterkit_installation"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"Installation(id={self.id!r})"
+
+
+__all__ = ["AuthEvent", "AuthSession", "Installation", "Item", "RefreshToken", "User"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -59,7 +59,23 @@ class LimitState:
 class RateLimits:
     """Moving-window counters in Redis (shared) or memory, with a memory fallback."""
 
-    def __init__(self, redis: Redis | None, *, redis_url: str, key_prefix: str) -> None:
+    def __init__(
+        self,
+        redis: Redis | None,
+        *,
+        redis_url: str,
+        key_prefix: str,
+        namespace: Callable[[], Awaitable[str]] | None = None,
+    ) -> None:
+        """
+        Args:
+            redis: the shared client, or None for counters in this process only.
+            redis_url: its URL (the limits library builds its storage from one).
+            key_prefix: the start of every Redis key.
+            namespace: returns what makes the Redis counters this service's (the installation
+                id); while it raises, requests are counted in process, as during an outage.
+        """
+        self._namespace = namespace
         self._memory = MovingWindowRateLimiter(MemoryStorage())
         self._shared: MovingWindowRateLimiter | None = None
         if redis is not None:
@@ -96,9 +112,10 @@ class RateLimits:
         self, name: str, windows: Windows, key: tuple[str, ...], *, consume: bool
     ) -> LimitState:
         identifiers = (name, *key)
-        if self._shared is not None and time.monotonic() >= self._shared_down_until:
+        shared = await self._shared_identifiers(identifiers)
+        if shared is not None and self._shared is not None:
             try:
-                state = await self._evaluate(self._shared, windows, identifiers, consume)
+                state = await self._evaluate(self._shared, windows, shared, consume)
             except Exception as error:  # noqa: BLE001 - fall back, never fail open
                 self._shared_failed(error)
             else:
@@ -109,6 +126,17 @@ class RateLimits:
         return self._count_rejection(
             name, await self._evaluate(self._memory, windows, identifiers, consume)
         )
+
+    async def _shared_identifiers(self, identifiers: tuple[str, ...]) -> tuple[str, ...] | None:
+        """The identifiers of the Redis counter, or None when it cannot be used now."""
+        if self._shared is None or time.monotonic() < self._shared_down_until:
+            return None
+        if self._namespace is None:
+            return identifiers
+        try:
+            return (await self._namespace(), *identifiers)
+        except Exception:  # noqa: BLE001 - the namespace said why; count in process meanwhile
+            return None
 
     def _count_rejection(self, name: str, state: LimitState) -> LimitState:
         if not state.allowed:
