@@ -36,6 +36,13 @@ class EventType(StrEnum):
     PASSWORD_RESET = "password_reset"  # noqa: S105 - an event name
     EMAIL_VERIFIED = "email_verified"
     EMAIL_CHANGED = "email_changed"
+    MFA_ENABLED = "mfa_enabled"
+    MFA_DISABLED = "mfa_disabled"
+    MFA_RESET = "mfa_reset"
+    MFA_FAILED = "mfa_failed"
+    RECOVERY_CODE_USED = "recovery_code_used"
+    RECOVERY_CODES_REGENERATED = "recovery_codes_regenerated"
+    REAUTHENTICATED = "reauthenticated"
 
 
 @dataclass(frozen=True, slots=True)

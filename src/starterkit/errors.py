@@ -41,6 +41,8 @@ class ErrorCode(StrEnum):
     CONFLICT = "conflict"
     PAYLOAD_TOO_LARGE = "payload_too_large"
     HEADERS_TOO_LARGE = "headers_too_large"
+    MFA_REQUIRED = "mfa_required"
+    REAUTHENTICATION_REQUIRED = "reauthentication_required"
     VALIDATION_ERROR = "validation_error"
     RATE_LIMITED = "rate_limited"
     INTERNAL_ERROR = "internal_error"
@@ -259,9 +261,10 @@ async def domain_exception_handler(_request: Request, error: Exception) -> Respo
     if isinstance(error, exc.InvalidToken):
         challenge = 'Bearer error="invalid_token"'
         return error_response(401, error.detail, headers={"WWW-Authenticate": challenge})
+    code = ErrorCode(error.error_code) if error.error_code else None
     for cls, status_code in _DOMAIN_STATUS:
         if isinstance(error, cls):
-            return error_response(status_code, error.detail)
+            return error_response(status_code, error.detail, code=code)
     logger.error("unmapped domain error %s", type(error).__name__, exc_info=error)
     return error_response(500, INTERNAL_ERROR_DETAIL)
 

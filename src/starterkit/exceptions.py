@@ -7,9 +7,13 @@ from __future__ import annotations
 
 
 class StarterKitError(Exception):
-    """Base class of every error a starterkit service raises on purpose."""
+    """Base class of every error a starterkit service raises on purpose.
+
+    ``error_code`` overrides the envelope's ``code`` that the status code would give.
+    """
 
     default_detail = "The request could not be completed."
+    error_code: str | None = None
 
     def __init__(self, detail: str | None = None) -> None:
         self.detail = detail or self.default_detail
@@ -51,6 +55,16 @@ class InvalidToken(AuthenticationFailed):
     default_detail = "The token is invalid or has expired."
 
 
+class MFARequired(AuthenticationFailed):
+    """The password was right, but the account has a second factor this login cannot take."""
+
+    default_detail = (
+        "This account has a second factor: log in with JSON at /auth/login, then send a code "
+        "to /auth/login/mfa."
+    )
+    error_code = "mfa_required"
+
+
 class RateLimited(StarterKitError):
     """Too many requests; ``headers`` carry Retry-After and the X-RateLimit-* values (429)."""
 
@@ -84,6 +98,23 @@ class EmailNotVerified(PermissionDenied):
     def __init__(self, detail: str | None = None, *, user_id: int) -> None:
         super().__init__(detail)
         self.user_id = user_id
+
+
+class SecondFactorRequired(PermissionDenied):
+    """The route needs a session that logged in with a second factor (403)."""
+
+    default_detail = "This requires a login with a second factor."
+    error_code = "mfa_required"
+
+
+class ReauthenticationRequired(PermissionDenied):
+    """The route needs a recent authentication: call /auth/reauthenticate first (403)."""
+
+    default_detail = (
+        "This requires a recent authentication: confirm your password or a code at "
+        "/auth/reauthenticate, then try again with the new access token."
+    )
+    error_code = "reauthentication_required"
 
 
 class NotFound(StarterKitError):

@@ -36,6 +36,8 @@ P = ParamSpec("P")
 UserHook = Callable[["User", "Request | None"], Awaitable[None]]
 ReuseHook = Callable[[int, int, "Request | None"], Awaitable[None]]
 TokenHook = Callable[["User", str, "Request | None"], Awaitable[None]]
+UserIdHook = Callable[[int, "Request | None"], Awaitable[None]]
+CountHook = Callable[["User", int, "Request | None"], Awaitable[None]]
 
 
 @dataclass
@@ -60,6 +62,16 @@ class Hooks:
     active account; runs in the background before the verification mail is sent."""
     on_after_verify: UserHook | None = None
     """``(user, request)`` after ``POST /auth/verify`` marked the email as verified."""
+    on_after_mfa_enabled: UserHook | None = None
+    """``(user, request)`` after a TOTP factor was confirmed."""
+    on_after_mfa_disabled: UserHook | None = None
+    """``(user, request)`` after the user removed their TOTP factor."""
+    on_after_mfa_reset: UserHook | None = None
+    """``(user, request)`` after a superuser or ``starterkit mfa-reset`` removed the factors."""
+    on_mfa_failed: UserIdHook | None = None
+    """``(user_id, request)`` after a wrong code at the second step of a login."""
+    on_recovery_code_used: CountHook | None = None
+    """``(user, codes_left, request)`` after a login with a recovery code."""
 
     # Firing: one typed method per hook, so mypy checks every call's name and arguments.
 
@@ -98,6 +110,26 @@ class Hooks:
     async def after_verify(self, user: User, request: Request | None) -> None:
         """Run ``on_after_verify``."""
         await _run("on_after_verify", self.on_after_verify, user, request)
+
+    async def after_mfa_enabled(self, user: User, request: Request | None) -> None:
+        """Run ``on_after_mfa_enabled``."""
+        await _run("on_after_mfa_enabled", self.on_after_mfa_enabled, user, request)
+
+    async def after_mfa_disabled(self, user: User, request: Request | None) -> None:
+        """Run ``on_after_mfa_disabled``."""
+        await _run("on_after_mfa_disabled", self.on_after_mfa_disabled, user, request)
+
+    async def after_mfa_reset(self, user: User, request: Request | None) -> None:
+        """Run ``on_after_mfa_reset``."""
+        await _run("on_after_mfa_reset", self.on_after_mfa_reset, user, request)
+
+    async def mfa_failed(self, user_id: int, request: Request | None) -> None:
+        """Run ``on_mfa_failed``."""
+        await _run("on_mfa_failed", self.on_mfa_failed, user_id, request)
+
+    async def recovery_code_used(self, user: User, left: int, request: Request | None) -> None:
+        """Run ``on_recovery_code_used``."""
+        await _run("on_recovery_code_used", self.on_recovery_code_used, user, left, request)
 
 
 async def _run(

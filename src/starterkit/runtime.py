@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hmac
 import logging
 import secrets
 from collections.abc import AsyncIterator
@@ -48,12 +49,14 @@ from starterkit.db.engine import (
     create_sessionmaker,
     sqlite_file_of,
 )
+from starterkit.encryption import SecretBox, derived_key
 from starterkit.errors import is_schema_error
 from starterkit.hooks import Hooks
 from starterkit.installation import InstallationId
 from starterkit.lifecycle.tokens import AccountTokens, build_account_tokens
 from starterkit.mail import build_mailer
 from starterkit.metrics import Metrics
+from starterkit.mfa.factors import MFAKeys
 from starterkit.ratelimit.counters import RateLimits
 from starterkit.ratelimit.dependencies import (
     KeyFunction,
@@ -68,6 +71,8 @@ from starterkit.settings import Settings
 if TYPE_CHECKING:
     from redis.asyncio import Redis
     from slowapi import Limiter
+
+    from starterkit.db.models import User
 
 logger = logging.getLogger("starterkit")
 
@@ -150,6 +155,7 @@ class Runtime:
         active: bool = True,
         verified: bool = False,
         superuser: bool = False,
+        mfa: bool = False,
         attached: bool = False,
     ) -> UserDependency:
         """Build a dependency that returns the signed-in user meeting these requirements.
@@ -162,14 +168,47 @@ class Runtime:
         Args:
             active: refuse deactivated accounts (401).
             verified: refuse accounts whose email is not verified (403).
-            superuser: refuse accounts that are not superusers (403).
+            superuser: refuse accounts that are not superusers (403); with
+                MFA_REQUIRED_FOR_SUPERUSERS also logins without a second factor.
+            mfa: refuse logins without a second factor (403 ``mfa_required``).
             attached: return the user added to the request's :meth:`db_session`, for routes
                 that change it and commit; otherwise it is detached, which is cheaper to read.
         """
+        mfa = mfa or (superuser and self.settings.mfa_required_for_superusers)
         dependency = build_user_dependency(
-            self, token_url=self.token_url, active=active, verified=verified, superuser=superuser
+            self,
+            token_url=self.token_url,
+            active=active,
+            verified=verified,
+            superuser=superuser,
+            mfa=mfa,
+            now=self._now_seconds,
         )
         return attached_to_session(dependency, self.db_session) if attached else dependency
+
+    def require_recent_auth(
+        self, max_age: timedelta | None = None, *, mfa: bool = False, attached: bool = False
+    ) -> UserDependency:
+        """Build a dependency for sensitive routes: the signed-in user, whose session proved
+        who it is at most ``max_age`` ago (default RECENT_AUTH_MAX_AGE_MINUTES).
+
+        An older authentication gets 403 ``reauthentication_required``: the client calls
+        ``POST /auth/reauthenticate`` with the password or a code and retries with the new
+        access token. ``mfa`` also asks for a login with a second factor.
+        """
+        if max_age is None:
+            max_age = timedelta(minutes=self.settings.recent_auth_max_age_minutes)
+        dependency = build_user_dependency(
+            self,
+            token_url=self.token_url,
+            mfa=mfa,
+            recent_auth_seconds=max_age.total_seconds(),
+            now=self._now_seconds,
+        )
+        return attached_to_session(dependency, self.db_session) if attached else dependency
+
+    def _now_seconds(self) -> float:
+        return self.clock().timestamp()
 
     async def db_session(self) -> AsyncIterator[AsyncSession]:
         """FastAPI dependency yielding a session; the route decides when to commit."""
@@ -257,6 +296,30 @@ class Runtime:
     def account_tokens(self) -> AccountTokens:
         """Issues and checks the password-reset and verification tokens of mailed links."""
         return build_account_tokens(self.settings, self.token_secrets[0], clock=self.clock)
+
+    @functools.cached_property
+    def mfa_keys(self) -> MFAKeys:
+        """The keys of the second factors: ENCRYPTION_KEYS (or one derived from SECRET_KEY)
+        for TOTP secrets, and a key for the HMACs of recovery codes and mfa_tokens."""
+        secret_key, refresh_secret = self.token_secrets
+        keys = [key.get_secret_value() for key in self.settings.encryption_keys]
+        return MFAKeys(
+            box=SecretBox(keys or [derived_key(secret_key)]),
+            hash_key=hmac.new(refresh_secret.encode(), b"starterkit mfa", "sha256").digest(),
+            issuer=self.settings.mfa_issuer,
+        )
+
+    def send_recovery_code_notice(self, user: User, codes_left: int) -> None:
+        """Mail ``user`` that a recovery code was used and how many are left (background)."""
+        text = (
+            f"A recovery code was used to log in to the account {user.email}.\n\n"
+            f"{codes_left} unused recovery codes are left. If this was not you, change your "
+            "password and set up your second factor again at once.\n"
+        )
+        mail = self.mailer.compose(
+            to=user.email, subject="A recovery code was used", text=text, kind="recovery_code_used"
+        )
+        self.background.spawn(self.mailer.send(mail), name="recovery code notice")
 
     @functools.cached_property
     def token_secrets(self) -> tuple[str, str]:

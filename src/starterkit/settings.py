@@ -192,6 +192,36 @@ class Settings(BaseSettings):
     auth_password_rate_limit: RateLimitText = Field(
         default="10/hour", description="Password changes per account."
     )
+    # Multi-factor login and step-up.
+    auth_mfa_rate_limit: RateLimitText = Field(
+        default="5/minute;20/hour",
+        description="Per account; failed codes at `/auth/login/mfa`, and failed secrets at "
+        "`/auth/reauthenticate`, each counted on their own.",
+    )
+    mfa_issuer: str = Field(
+        default="starterkit",
+        min_length=1,
+        max_length=64,
+        description="The name authenticator apps show next to the account.",
+    )
+    mfa_required_for_superusers: bool = Field(
+        default=False,
+        description="Superuser routes answer 403 `mfa_required` to a superuser whose login "
+        "had no second factor.",
+    )
+    recent_auth_max_age_minutes: int = Field(
+        default=10,
+        ge=1,
+        le=24 * 60,
+        description="How recent an authentication `kit.require_recent_auth()` (and MFA "
+        "setup, recovery codes and removal) needs; older gets 403 `reauthentication_required`.",
+    )
+    encryption_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Fernet keys, newest first, that encrypt TOTP secrets at rest (the newest "
+        "encrypts, all decrypt); `starterkit genkey --encryption-key` makes one. Empty: one "
+        "key derived from SECRET_KEY.",
+    )
     cache_ttl_seconds: int = Field(
         default=30, ge=0, le=24 * 3600, description="Lifetime of cached item reads; 0 disables."
     )
@@ -389,7 +419,12 @@ class Settings(BaseSettings):
         return value
 
     @field_validator(
-        "cors_origins", "trusted_proxies", "migration_locations", "model_modules", mode="before"
+        "cors_origins",
+        "trusted_proxies",
+        "migration_locations",
+        "model_modules",
+        "encryption_keys",
+        mode="before",
     )
     @classmethod
     def _json_or_comma_list(cls, value: Any) -> Any:
@@ -412,6 +447,17 @@ class Settings(BaseSettings):
             if origin != "*" and not origin.startswith(("http://", "https://")):
                 raise ValueError(f"{origin!r} is not an origin such as https://app.example")
         return [origin.rstrip("/") for origin in value]
+
+    @field_validator("encryption_keys")
+    @classmethod
+    def _encryption_keys(cls, value: list[SecretStr]) -> list[SecretStr]:
+        for position, key in enumerate(value, start=1):
+            if not _is_fernet_key(key.get_secret_value()):
+                raise ValueError(
+                    "must hold keys from `starterkit genkey --encryption-key` (32 bytes in "
+                    f"URL-safe base64); entry {position} is not one"
+                )
+        return value
 
     @field_validator("cors_allow_credentials")
     @classmethod
@@ -504,6 +550,17 @@ def _predictable(secret: str) -> bool:
         return True
     # A string is a repetition exactly when it occurs inside itself doubled, off the ends.
     return (secret + secret).find(secret, 1) < len(secret)
+
+
+def _is_fernet_key(text: str) -> bool:
+    """Whether ``text`` is a Fernet key: 32 bytes in URL-safe base64 (44 characters)."""
+    import base64  # noqa: PLC0415
+    import binascii  # noqa: PLC0415
+
+    try:
+        return len(text) == 44 and len(base64.urlsafe_b64decode(text.encode("ascii"))) == 32
+    except (ValueError, binascii.Error):
+        return False
 
 
 def settings_problems(error: Exception) -> list[str]:

@@ -112,11 +112,11 @@ def test_migrate_then_inspect_and_downgrade() -> None:
 
     migrated = runner.invoke(app, ["migrate"])
     assert migrated.exit_code == 0, migrated.output
-    assert "Database migrated to starterkit_0006." in migrated.output
+    assert "Database migrated to starterkit_0007." in migrated.output
     assert "already at the latest" in runner.invoke(app, ["migrate", "upgrade"]).output
 
     current = runner.invoke(app, ["migrate", "current"])
-    assert current.output.strip() == "starterkit_0006 (head)"
+    assert current.output.strip() == "starterkit_0007 (head)"
     history = runner.invoke(app, ["migrate", "history"]).output
     assert "base -> starterkit_0001" in history
     assert "starterkit_0001 -> starterkit_0002" in history
@@ -124,6 +124,7 @@ def test_migrate_then_inspect_and_downgrade() -> None:
     assert "starterkit_0003 -> starterkit_0004" in history
     assert "starterkit_0004 -> starterkit_0005" in history
     assert "starterkit_0005 -> starterkit_0006" in history
+    assert "starterkit_0006 -> starterkit_0007" in history
     check = runner.invoke(app, ["migrate", "check"])
     assert check.exit_code == 0, check.output
     assert "Models and migrations match." in check.output
@@ -355,3 +356,114 @@ def test_commands_run_in_the_wrong_folder_create_no_database(
     assert not absent.exists()
     assert runner.invoke(app, ["migrate"]).exit_code == 0  # migrate is the one that creates it
     assert absent.exists()
+
+
+async def enable_totp_directly(email: str) -> str:
+    """Give an account a confirmed TOTP factor through the services; return its secret."""
+    from starterkit.audit import CLI  # noqa: PLC0415
+    from starterkit.mfa.codes import totp_code  # noqa: PLC0415
+    from starterkit.mfa.service import begin_totp_setup, confirm_totp  # noqa: PLC0415
+
+    kit = StarterKit(Settings())
+    try:
+        async with kit.sessionmaker() as session:
+            user = await get_user_by_email(session, email)
+            assert user is not None
+            setup = await begin_totp_setup(session, user=user, keys=kit.mfa_keys, now=kit.clock())
+            code = totp_code(setup.secret, kit.clock())
+            await confirm_totp(
+                session, user=user, code=code, keys=kit.mfa_keys, origin=CLI, now=kit.clock()
+            )
+            await session.commit()
+    finally:
+        await kit.aclose()
+    return setup.secret
+
+
+async def stored_totp_secret() -> str:
+    """The one stored TOTP secret, decrypted with the keys of the current settings."""
+    from sqlalchemy import select  # noqa: PLC0415
+
+    from starterkit.db.models import TOTPFactor  # noqa: PLC0415
+
+    kit = StarterKit(Settings())
+    try:
+        async with kit.sessionmaker() as session:
+            stored = (await session.scalars(select(TOTPFactor.secret))).one()
+        return kit.mfa_keys.box.decrypt(stored)
+    finally:
+        await kit.aclose()
+
+
+async def password_alone_logs_in(email: str) -> bool:
+    """Whether the password alone starts a session (no second step is asked for)."""
+    from starterkit.audit import CLI  # noqa: PLC0415
+    from starterkit.auth.service import IssuedTokens, log_in  # noqa: PLC0415
+
+    kit = StarterKit(Settings())
+    try:
+        async with kit.sessionmaker() as session:
+            result = await log_in(
+                session,
+                email=email,
+                password="a long enough passphrase",
+                hasher=kit.password_hasher,
+                tokens=kit.tokens,
+                lifetimes=kit.session_lifetimes,
+                require_verified=False,
+                origin=CLI,
+                now=kit.clock(),
+                mfa=kit.mfa_keys,
+            )
+            await session.commit()
+    finally:
+        await kit.aclose()
+    return isinstance(result, IssuedTokens)
+
+
+def test_rotate_the_encryption_keys_then_reset_a_lost_factor(
+    db_env: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert runner.invoke(app, ["migrate"]).exit_code == 0
+    created = runner.invoke(
+        app, ["new-user", "otp@example.com", "--password-stdin"], input="a long enough passphrase\n"
+    )
+    assert created.exit_code == 0, created.output
+    old_key = runner.invoke(app, ["genkey", "--encryption-key"]).output.strip()
+    monkeypatch.setenv("STARTERKIT_ENCRYPTION_KEYS", old_key)
+    secret = asyncio.run(enable_totp_directly("otp@example.com"))
+
+    # Rotation: a new key in front, re-encrypt, drop the old key; the secret survives.
+    new_key = runner.invoke(app, ["genkey", "--encryption-key"]).output.strip()
+    assert new_key != old_key
+    monkeypatch.setenv("STARTERKIT_ENCRYPTION_KEYS", f"{new_key},{old_key}")
+    rotated = runner.invoke(app, ["reencrypt"])
+    assert rotated.exit_code == 0, rotated.output
+    assert "Re-encrypted 1 secrets" in rotated.output
+    assert "Re-encrypted 0 secrets" in runner.invoke(app, ["reencrypt"]).output
+    monkeypatch.setenv("STARTERKIT_ENCRYPTION_KEYS", new_key)
+    assert asyncio.run(stored_totp_secret()) == secret
+
+    # A key dropped too early: one clear line, and nothing changes.
+    stranger = runner.invoke(app, ["genkey", "--encryption-key"]).output.strip()
+    monkeypatch.setenv("STARTERKIT_ENCRYPTION_KEYS", stranger)
+    refused = runner.invoke(app, ["reencrypt"])
+    assert refused.exit_code == 1
+    assert_one_line_error(refused.output, "cannot be decrypted with any key of ENCRYPTION_KEYS")
+    monkeypatch.setenv("STARTERKIT_ENCRYPTION_KEYS", "not-a-key")
+    bad = runner.invoke(app, ["reencrypt"])
+    assert_one_line_error(bad.output, "STARTERKIT_ENCRYPTION_KEYS must hold keys from")
+    assert "not-a-key" not in bad.output
+    monkeypatch.setenv("STARTERKIT_ENCRYPTION_KEYS", new_key)
+
+    # The lost phone: mfa-reset removes the factor and ends the sessions.
+    assert not asyncio.run(password_alone_logs_in("otp@example.com"))
+    reset = runner.invoke(app, ["mfa-reset", "otp@example.com"])
+    assert reset.exit_code == 0, reset.output
+    assert asyncio.run(password_alone_logs_in("otp@example.com"))
+    assert "Removed the second factors of otp@example.com" in reset.output
+    again = runner.invoke(app, ["mfa-reset", "OTP@example.com"])
+    assert "had no second factor" in again.output
+    unknown = runner.invoke(app, ["mfa-reset", "nobody@example.com"])
+    assert unknown.exit_code == 1
+    assert_one_line_error(unknown.output, "no user with email nobody@example.com")

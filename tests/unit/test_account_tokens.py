@@ -110,7 +110,7 @@ def test_unsigned_and_foreign_tokens_are_refused() -> None:
     tokens = make_tokens(FakeClock())
     token = tokens.issue(VERIFY, make_user())
     claims = jwt.decode(token, options={"verify_signature": False})
-    unsigned = jwt.encode(claims, None, algorithm="none", headers={"typ": "verify-email+jwt"})
+    unsigned = jwt.encode(claims, "", algorithm="none", headers={"typ": "verify-email+jwt"})
     other_secret = make_tokens(FakeClock(), secret_key="another-secret-0123456789abcdefghijklmn")
     for bad in (unsigned, other_secret.issue(VERIFY, make_user()), "", "a.b.c"):
         with pytest.raises(InvalidAccountToken):

@@ -76,8 +76,35 @@ def test_issued_token_round_trips_with_every_claim() -> None:
     header = jwt.get_unverified_header(token)
     assert header == {"alg": "HS256", "typ": "at+jwt"}
     payload = jwt.decode(token, options={"verify_signature": False})
-    assert set(payload) == {"sub", "iat", "nbf", "exp", "iss", "aud", "jti", "type", "ver", "sid"}
+    assert set(payload) == {
+        "sub", "iat", "nbf", "exp", "iss", "aud", "jti", "type", "ver", "sid", "amr", "auth_time"
+    }  # fmt: skip
     assert payload["exp"] - payload["iat"] == 900
+    assert (payload["amr"], payload["auth_time"]) == (["pwd"], payload["iat"])
+    assert (decoded.amr, decoded.auth_time) == (("pwd",), payload["iat"])
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [{"amr": "pwd"}, {"amr": [1]}, {"auth_time": "now"}, {"auth_time": True}, {"amr": None}],
+)
+def test_malformed_amr_or_auth_time_is_refused(claims: dict[str, Any]) -> None:
+    tokens = service()
+    payload = jwt.decode(
+        tokens.issue_access_token(user_id=7, token_version=3), options={"verify_signature": False}
+    )
+    with pytest.raises(InvalidToken):
+        tokens.decode_access_token(forge({**payload, **claims}))
+
+
+def test_a_token_from_before_amr_reads_as_a_password_login_at_iat() -> None:
+    tokens = service()
+    payload = jwt.decode(
+        tokens.issue_access_token(user_id=7, token_version=3), options={"verify_signature": False}
+    )
+    del payload["amr"], payload["auth_time"]
+    decoded = tokens.decode_access_token(forge(payload))
+    assert (decoded.amr, decoded.auth_time) == (("pwd",), payload["iat"])
 
 
 def test_every_token_has_its_own_id() -> None:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import SecretStr
+
 from starterkit.cli.checks import (
     UnknownVariable,
     check_exposure,
     describe_unknown,
     unknown_variables,
 )
+from starterkit.encryption import new_encryption_key
 from starterkit.settings import Settings
 
 
@@ -72,6 +75,15 @@ def test_check_reports_what_the_service_exposes() -> None:
     assert (rows["docs"].status, rows["docs"].detail) == ("ok", "off")
     assert rows["metrics"].detail == "/metrics answers 404 (no METRICS_TOKEN)"
     assert rows["hsts"].status == "warn"
+    assert rows["encryption"].status == "warn"
+    assert "derived from SECRET_KEY" in rows["encryption"].detail
+    with_keys = production.model_copy(
+        update={
+            "encryption_keys": [SecretStr(new_encryption_key()), SecretStr(new_encryption_key())]
+        }
+    )
+    encryption = {row.name: row for row in check_exposure(with_keys)}["encryption"]
+    assert (encryption.status, encryption.detail) == ("ok", "ENCRYPTION_KEYS: 2 keys")
     exposed = production.model_copy(update={"docs_enabled": True, "hsts_seconds": 600})
     rows = {row.name: row for row in check_exposure(exposed)}
     assert rows["docs"].status == "warn"

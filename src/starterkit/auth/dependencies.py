@@ -5,6 +5,7 @@ annotations of the dependency functions built here at runtime.
 """
 
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Protocol
 
@@ -15,7 +16,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starterkit.auth.tokens import AccessClaims, TokenService
 from starterkit.auth.user_cache import UserCache
 from starterkit.db.models import User
-from starterkit.exceptions import AuthenticationFailed, InvalidToken, PermissionDenied
+from starterkit.exceptions import (
+    AuthenticationFailed,
+    InvalidToken,
+    PermissionDenied,
+    ReauthenticationRequired,
+    SecondFactorRequired,
+)
 
 logger = logging.getLogger("starterkit.auth")
 
@@ -49,6 +56,9 @@ def build_user_dependency(
     active: bool = True,
     verified: bool = False,
     superuser: bool = False,
+    mfa: bool = False,
+    recent_auth_seconds: float | None = None,
+    now: Callable[[], float] = time.time,
 ) -> UserDependency:
     """A dependency returning the authenticated :class:`User`, with the given requirements.
 
@@ -61,9 +71,14 @@ def build_user_dependency(
     The user is *detached* (it belongs to no session), so reading it costs nothing more; a
     route that changes it takes it from :func:`attached_to_session` instead.
 
+    ``mfa`` asks for a session that logged in with a second factor (``mfa`` in the token's
+    ``amr``); ``recent_auth_seconds`` for one whose ``auth_time`` is at most that old.
+
     Raises (as HTTP errors):
         401: no token, an invalid token, or a user that no longer matches it.
-        403: the user lacks a required property (superuser, verified email).
+        403: the user lacks a required property (superuser, verified email), the login had
+            no second factor (``mfa_required``) or is not recent enough
+            (``reauthentication_required``).
     """
     bearer = OAuth2PasswordBearer(tokenUrl=token_url, auto_error=False)
 
@@ -84,6 +99,10 @@ def build_user_dependency(
             raise PermissionDenied("This requires a superuser.")
         if verified and not user.is_verified:
             raise PermissionDenied("This requires a verified email address.")
+        if mfa and "mfa" not in claims.amr:
+            raise SecondFactorRequired
+        if recent_auth_seconds is not None and now() - claims.auth_time > recent_auth_seconds:
+            raise ReauthenticationRequired
         request.state.access_claims = claims
         # Responses for a signed-in user are private: no shared cache may keep them.
         response.headers["Cache-Control"] = "no-store"

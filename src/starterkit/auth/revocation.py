@@ -28,6 +28,7 @@ class RevokeReason(StrEnum):
     PASSWORD_CHANGE = "password-change"  # noqa: S105 - a reason, not a password
     PASSWORD_RESET = "password-reset"  # noqa: S105 - a reason, not a password
     DEACTIVATED = "deactivated"
+    MFA_RESET = "mfa-reset"
 
 
 def revoke_session(auth_session: AuthSession, now: datetime, *, reason: RevokeReason) -> None:

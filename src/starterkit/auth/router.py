@@ -25,9 +25,13 @@ from starterkit.exceptions import (
     EmailNotVerified,
     InvalidRequest,
     InvalidToken,
+    MFARequired,
     RefreshTokenReused,
 )
 from starterkit.lifecycle.router import build_lifecycle_router
+from starterkit.mfa.factors import PendingMFA
+from starterkit.mfa.router import build_mfa_router
+from starterkit.mfa.schemas import MFAChallengeRead
 from starterkit.ratelimit.counters import parse_limit, raise_if_refused
 from starterkit.runtime import Runtime
 from starterkit.schemas import MAX_DB_INT
@@ -47,8 +51,9 @@ _FORM_SCHEMA = {
 }
 
 
-async def read_login(request: Request) -> LoginRequest:
-    """Parse JSON ``{email, password}`` or the OAuth2 password form into a LoginRequest."""
+async def read_login(request: Request) -> tuple[LoginRequest, bool]:
+    """Parse JSON ``{email, password}`` or the OAuth2 password form into a LoginRequest, and
+    say whether it was the form."""
     body = await request.body()
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     try:
@@ -57,10 +62,11 @@ async def read_login(request: Request) -> LoginRequest:
                 form = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
             except UnicodeDecodeError:
                 form = {}
-            return LoginRequest.model_validate(
+            credentials = LoginRequest.model_validate(
                 {"email": form.get("username"), "password": form.get("password")}
             )
-        return LoginRequest.model_validate_json(body or b"null")
+            return credentials, True
+        return LoginRequest.model_validate_json(body or b"null"), False
     except ValidationError as error:
         errors = error.errors(include_url=False, include_input=False, include_context=False)
         for item in errors:
@@ -86,7 +92,7 @@ def build_auth_router(kit: Runtime, *, tags: Sequence[str] = ("auth",)) -> APIRo
     @router.post(
         "/login",
         name="auth:login",
-        response_model=TokenPair,
+        response_model=TokenPair | MFAChallengeRead,
         dependencies=[login_limit],
         responses=error_responses(401, 422, 429),
         openapi_extra={
@@ -101,15 +107,19 @@ def build_auth_router(kit: Runtime, *, tags: Sequence[str] = ("auth",)) -> APIRo
     )
     async def login(
         request: Request, response: Response, origin: RequestOrigin, session: Session
-    ) -> TokenPair:
+    ) -> TokenPair | MFAChallengeRead:
         """Exchange email and password for an access token and a refresh token.
 
         Takes JSON `{"email", "password"}` or the OAuth2 password form (`username`,
         `password`), so the Authorize button of these docs works. Every failure is the same
         401, whether the email is unknown, the password wrong or the account inactive.
         Limited per client IP (every attempt) and per account (failed attempts only).
+
+        An account with a second factor gets `{"mfa_required": true, "mfa_token", ...}`
+        instead of tokens: send the token and a code to `/auth/login/mfa`. The form login of
+        such an account is 401 with code `mfa_required`.
         """
-        credentials = await read_login(request)
+        credentials, from_form = await read_login(request)
         account = address_key(credentials.email)
         raise_if_refused(await kit.rate_limits.peek("login-account", account_limit, account))
         try:
@@ -123,15 +133,22 @@ def build_auth_router(kit: Runtime, *, tags: Sequence[str] = ("auth",)) -> APIRo
                 require_verified=not settings.allow_unverified_login,
                 origin=origin,
                 now=kit.clock(),
+                mfa=None if from_form else kit.mfa_keys,
             )
         except (AuthenticationFailed, EmailNotVerified) as refusal:
             await session.commit()  # the refusal's audit record
-            if isinstance(refusal, AuthenticationFailed):
+            if isinstance(refusal, AuthenticationFailed) and not isinstance(refusal, MFARequired):
                 await kit.rate_limits.hit("login-account", account_limit, account)
             raise
         await session.commit()
-        await kit.hooks.after_login(issued.user, request)
         response.headers.update(TOKEN_HEADERS)
+        if isinstance(issued, PendingMFA):
+            return MFAChallengeRead(
+                mfa_token=issued.mfa_token,
+                methods=list(issued.methods),
+                expires_in=issued.expires_in,
+            )
+        await kit.hooks.after_login(issued.user, request)
         return _token_pair(issued)
 
     @router.post(
@@ -255,6 +272,7 @@ def build_auth_router(kit: Runtime, *, tags: Sequence[str] = ("auth",)) -> APIRo
         await session.commit()
 
     router.include_router(build_lifecycle_router(kit))
+    router.include_router(build_mfa_router(kit))
     return router
 
 

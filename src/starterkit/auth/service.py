@@ -16,6 +16,7 @@ sessions of the same user are untouched.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -31,9 +32,11 @@ from starterkit.exceptions import (
     AuthenticationFailed,
     EmailNotVerified,
     InvalidToken,
+    MFARequired,
     NotFound,
     RefreshTokenReused,
 )
+from starterkit.mfa.factors import MFAKeys, PendingMFA, active_totp, open_challenge
 from starterkit.users.service import get_user_by_email
 
 logger = logging.getLogger("starterkit.auth")
@@ -107,8 +110,14 @@ async def log_in(
     require_verified: bool,
     origin: Origin,
     now: datetime,
-) -> IssuedTokens:
+    mfa: MFAKeys | None = None,
+) -> IssuedTokens | PendingMFA:
     """Check email and password and start a session; see :func:`authenticate`.
+
+    For an account with an active second factor the password only opens a challenge: the
+    answer is a :class:`PendingMFA` whose ``mfa_token`` the second step takes, and no session
+    starts yet. Without ``mfa`` (a client that cannot do the second step, such as the OAuth2
+    form) such an account is refused with :class:`MFARequired`.
 
     A refusal is recorded as ``login_failed`` (with the email as typed, for the audit log
     only) before it is raised: the caller must commit then too.
@@ -116,6 +125,8 @@ async def log_in(
     Raises:
         AuthenticationFailed: unknown email, wrong password or inactive account.
         EmailNotVerified: the password was right but the email must be verified first.
+        MFARequired: the password was right, the account has a second factor and ``mfa`` is
+            None.
     """
     try:
         user = await authenticate(
@@ -140,6 +151,11 @@ async def log_in(
             email=email.strip().lower(),
         )
         raise
+    if await active_totp(session, user.id) is not None:
+        if mfa is None:
+            raise MFARequired(user_id=user.id)
+        logger.info("login: user %s gave the password; waiting for a second factor", user.id)
+        return await open_challenge(session, user=user, keys=mfa, now=now)
     issued = await start_session(
         session,
         user=user,
@@ -165,8 +181,13 @@ async def start_session(
     now: datetime,
     user_agent: str | None,
     ip: str | None,
+    amr: Sequence[str] = ("pwd",),
 ) -> IssuedTokens:
-    """Begin a new session (token family) for ``user`` and issue its first token pair."""
+    """Begin a new session (token family) for ``user`` and issue its first token pair.
+
+    ``amr`` names the methods the login used (RFC 8176): ``pwd``, and ``otp``/``mfa`` after a
+    second factor; the session keeps them, and ``now`` as its ``auth_time``, across refreshes.
+    """
     auth_session = AuthSession(
         user_id=user.id,
         user_agent=(user_agent or "")[:USER_AGENT_MAX_LENGTH] or None,
@@ -174,6 +195,8 @@ async def start_session(
         created_at=now,
         last_used_at=now,
         expires_at=now + lifetimes.absolute,
+        amr=" ".join(amr),
+        auth_time=now,
     )
     session.add(auth_session)
     await session.flush()
@@ -205,7 +228,11 @@ async def _issue(
     )
     await session.flush()
     access_token = tokens.issue_access_token(
-        user_id=user.id, token_version=user.token_version, session_id=auth_session.id
+        user_id=user.id,
+        token_version=user.token_version,
+        session_id=auth_session.id,
+        amr=auth_session.amr.split(),
+        auth_time=auth_session.auth_time or auth_session.created_at,
     )
     return IssuedTokens(
         access_token=access_token,

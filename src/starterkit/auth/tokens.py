@@ -1,7 +1,9 @@
 """Access tokens (PyJWT, HS256) and opaque refresh tokens.
 
 Access tokens carry sub, exp, iat, nbf, iss, aud, jti, ``type: access``, the user's token
-version (``ver``) and the session id (``sid``), with the RFC 9068 header ``typ: at+jwt``.
+version (``ver``), the session id (``sid``), how and when the session last authenticated
+(``amr``, RFC 8176, and ``auth_time``), with the RFC 9068 header ``typ: at+jwt``. A token
+without ``amr``/``auth_time`` (made before they existed) reads as a password login at ``iat``.
 Decoding requires every claim, allows only HS256 and answers every failure with the same
 :class:`InvalidToken`, so a client cannot learn which check failed.
 
@@ -15,7 +17,7 @@ import hmac
 import secrets
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -43,6 +45,8 @@ class AccessClaims:
     session_id: int | None
     token_id: str
     expires_at: int
+    amr: tuple[str, ...] = ("pwd",)
+    auth_time: int = 0
 
 
 class TokenService:
@@ -70,9 +74,19 @@ class TokenService:
         self._verified: dict[str, AccessClaims] = {}
 
     def issue_access_token(
-        self, *, user_id: int, token_version: int, session_id: int | None = None
+        self,
+        *,
+        user_id: int,
+        token_version: int,
+        session_id: int | None = None,
+        amr: Sequence[str] = ("pwd",),
+        auth_time: datetime | None = None,
     ) -> str:
-        """A signed access token for the user, valid for ``access_ttl``."""
+        """A signed access token for the user, valid for ``access_ttl``.
+
+        ``amr`` and ``auth_time`` say how and when the session last proved who it was
+        (default: a password, now).
+        """
         now = int(self._clock().timestamp())
         claims: dict[str, object] = {
             "sub": str(user_id),
@@ -84,6 +98,8 @@ class TokenService:
             "jti": uuid.uuid4().hex,
             "type": "access",
             "ver": token_version,
+            "amr": list(amr),
+            "auth_time": int(auth_time.timestamp()) if auth_time is not None else now,
         }
         if session_id is not None:
             claims["sid"] = session_id
@@ -131,6 +147,7 @@ class TokenService:
             raise InvalidToken from None
         header, payload = decoded["header"], decoded["payload"]
         sub, ver, sid = payload.get("sub"), payload.get("ver"), payload.get("sid")
+        amr, auth_time = payload.get("amr", ["pwd"]), payload.get("auth_time", payload["iat"])
         if (
             header.get("typ") != ACCESS_TOKEN_TYPE
             or payload.get("type") != "access"
@@ -142,6 +159,10 @@ class TokenService:
             or isinstance(ver, bool)
             or not (sid is None or (isinstance(sid, int) and not isinstance(sid, bool)))
             or (sid is not None and not _is_db_int(sid))
+            or not isinstance(amr, list)
+            or not all(isinstance(method, str) for method in amr)
+            or not isinstance(auth_time, int)
+            or isinstance(auth_time, bool)
         ):
             raise InvalidToken
         return AccessClaims(
@@ -150,6 +171,8 @@ class TokenService:
             session_id=sid,
             token_id=str(payload["jti"]),
             expires_at=int(payload["exp"]),
+            amr=tuple(amr),
+            auth_time=auth_time,
         )
 
     def new_refresh_token(self) -> tuple[str, str]:

@@ -48,6 +48,8 @@ app.command()(genkey.genkey)
 app.command("new-user")(accounts.new_user)
 app.command("set-password")(accounts.set_password)
 app.command()(accounts.deactivate)
+app.command("mfa-reset")(accounts.mfa_reset)
+app.command()(accounts.reencrypt)
 app.command()(accounts.events)
 app.command()(check.check)
 

@@ -1,4 +1,5 @@
-"""Account commands: ``new-user``, ``set-password``, ``deactivate`` and ``events``.
+"""Account commands: ``new-user``, ``set-password``, ``deactivate``, ``mfa-reset``, ``events``
+and ``reencrypt``.
 
 Each calls the same account action as the API (see :mod:`starterkit.users.service`), with the
 CLI as the audit log's origin, and commits; the heavy imports happen when a command runs, so
@@ -137,6 +138,50 @@ def deactivate(email: Email) -> None:
     changed = run_with_session(migrated_settings(), run)
     address = email.strip().lower()
     typer.echo(f"Deactivated {address}." if changed else f"{address} was already inactive.")
+
+
+@friendly_errors
+def mfa_reset(email: Email) -> None:
+    """Remove an account's second factors and end its sessions (a lost phone): the next login
+    asks for the password only."""
+    from starterkit.audit import CLI  # noqa: PLC0415
+    from starterkit.mfa.service import reset_mfa  # noqa: PLC0415
+
+    async def run(kit: Runtime, session: AsyncSession) -> bool:
+        user = await _user_with_email(session, email)
+        had = await reset_mfa(session, user=user, origin=CLI, now=kit.clock())
+        await session.commit()
+        await kit.hooks.after_mfa_reset(user, None)
+        return had
+
+    had = run_with_session(migrated_settings(), run)
+    address = email.strip().lower()
+    if had:
+        typer.echo(f"Removed the second factors of {address}; all its sessions ended.")
+    else:
+        typer.echo(f"{address} had no second factor; all its sessions ended.")
+
+
+@friendly_errors
+def reencrypt() -> None:
+    """Encrypt every stored TOTP secret with the first key of ENCRYPTION_KEYS (after adding
+    a new key in front); then the older keys can be dropped."""
+    from starterkit.encryption import UndecryptableSecret  # noqa: PLC0415
+    from starterkit.mfa.service import reencrypt_secrets  # noqa: PLC0415
+
+    async def run(kit: Runtime, session: AsyncSession) -> int:
+        try:
+            changed = await reencrypt_secrets(session, keys=kit.mfa_keys)
+        except UndecryptableSecret:
+            raise CLIError(
+                "a stored secret cannot be decrypted with any key of ENCRYPTION_KEYS; put "
+                "back the key it was encrypted with (nothing was changed)"
+            ) from None
+        await session.commit()
+        return changed
+
+    changed = run_with_session(migrated_settings(), run)
+    typer.echo(f"Re-encrypted {changed} secrets with the newest key.")
 
 
 @friendly_errors

@@ -120,7 +120,8 @@ def run_checks(settings: Settings | None = None) -> list[CheckResult]:
 
 
 def check_exposure(settings: Settings) -> list[CheckResult]:
-    """What the service shows beyond its API: the docs, the metrics, and HSTS."""
+    """What the service shows beyond its API (the docs, the metrics, HSTS) and how it keeps
+    secrets at rest."""
     production = settings.is_production
     if settings.docs_enabled:
         docs = CheckResult(
@@ -147,7 +148,19 @@ def check_exposure(settings: Settings) -> list[CheckResult]:
             "warn" if production else "ok",
             "off; set HSTS_SECONDS where only HTTPS reaches the service",
         )
-    return [docs, metrics, hsts]
+    if settings.encryption_keys:
+        count = len(settings.encryption_keys)
+        encryption = CheckResult(
+            "encryption", "ok", f"ENCRYPTION_KEYS: {count} key{'s' if count > 1 else ''}"
+        )
+    else:
+        encryption = CheckResult(
+            "encryption",
+            "warn" if production else "ok",
+            "TOTP secrets use a key derived from SECRET_KEY; set ENCRYPTION_KEYS so that "
+            "SECRET_KEY can change without losing them",
+        )
+    return [docs, metrics, hsts, encryption]
 
 
 def _check_database(settings: Settings) -> CheckResult:

@@ -19,9 +19,22 @@ def genkey(
     force: Annotated[
         bool, typer.Option("--force", help="Replace secrets already in the env file.")
     ] = False,
+    encryption_key: Annotated[
+        bool,
+        typer.Option(
+            "--encryption-key",
+            help="Print one new key for ENCRYPTION_KEYS instead (put it first in the list).",
+        ),
+    ] = False,
 ) -> None:
     """Generate SECRET_KEY and REFRESH_TOKEN_SECRET; print them or write them to a file."""
     import secrets  # noqa: PLC0415
+
+    if encryption_key:
+        from starterkit.encryption import new_encryption_key  # noqa: PLC0415
+
+        typer.echo(new_encryption_key())
+        return
 
     from starterkit.envfile import write_env_values  # noqa: PLC0415
     from starterkit.settings import env_name  # noqa: PLC0415

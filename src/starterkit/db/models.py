@@ -6,7 +6,7 @@ from __future__ import annotations
 import secrets
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, Text, false, true
+from sqlalchemy import BigInteger, ForeignKey, Index, String, Text, false, true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from starterkit.db.base import Base, BigIntId, utcnow
@@ -96,6 +96,10 @@ class AuthSession(Base):
     expires_at: Mapped[datetime] = mapped_column(index=True)
     revoked_at: Mapped[datetime | None]
     revoked_reason: Mapped[str | None] = mapped_column(String(32))
+    # How the login proved who it was (RFC 8176 values, space-separated) and when it last did
+    # (null: at created_at); access tokens carry both as ``amr`` and ``auth_time``.
+    amr: Mapped[str] = mapped_column(String(32), default="pwd", server_default="pwd")
+    auth_time: Mapped[datetime | None]
 
     def __repr__(self) -> str:
         return f"AuthSession(id={self.id!r}, user_id={self.user_id!r})"
@@ -151,6 +155,68 @@ class AuthEvent(Base):
         return f"AuthEvent(id={self.id!r}, event_type={self.event_type!r})"
 
 
+class TOTPFactor(Base):
+    """An account's TOTP factor: pending until ``confirmed_at``, then asked at every login.
+
+    ``secret`` is encrypted (:mod:`starterkit.encryption`). ``last_used_step`` is the time
+    step of the last code accepted: a code of that step or an earlier one is refused.
+    """
+
+    __tablename__ = "mfa_totp"
+
+    user_id: Mapped[int] = mapped_column(
+        BigIntId, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    secret: Mapped[str] = mapped_column(String(255))
+    last_used_step: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    confirmed_at: Mapped[datetime | None]
+
+    def __repr__(self) -> str:
+        return f"TOTPFactor(user_id={self.user_id!r})"
+
+
+class RecoveryCode(Base):
+    """One single-use recovery code, stored only as an HMAC of the code."""
+
+    __tablename__ = "mfa_recovery_codes"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        BigIntId, ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    code_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    used_at: Mapped[datetime | None]
+
+    def __repr__(self) -> str:
+        return f"RecoveryCode(id={self.id!r}, user_id={self.user_id!r})"
+
+
+class MFAChallenge(Base):
+    """The second step of one login: what an ``mfa_token`` (stored as an HMAC) stands for.
+
+    It dies when used, at ``expires_at``, after 5 wrong codes, and when the account's token
+    version moves (password change or reset, logout-all, deactivation).
+    """
+
+    __tablename__ = "mfa_challenges"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        BigIntId, ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    token_version: Mapped[int]
+    failures: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    used_at: Mapped[datetime | None]
+
+    def __repr__(self) -> str:
+        return f"MFAChallenge(id={self.id!r}, user_id={self.user_id!r})"
+
+
 class Installation(Base):
     """The row naming this installation: one database and every process that uses it.
 
@@ -167,4 +233,14 @@ class Installation(Base):
         return f"Installation(id={self.id!r})"
 
 
-__all__ = ["AuthEvent", "AuthSession", "Installation", "Item", "RefreshToken", "User"]
+__all__ = [
+    "AuthEvent",
+    "AuthSession",
+    "Installation",
+    "Item",
+    "MFAChallenge",
+    "RecoveryCode",
+    "RefreshToken",
+    "TOTPFactor",
+    "User",
+]

@@ -14,6 +14,7 @@ from starterkit.audit import Origin, list_events
 from starterkit.db.models import User
 from starterkit.errors import error_responses
 from starterkit.lifecycle.mail import mail_verification
+from starterkit.mfa import service as mfa_service
 from starterkit.ratelimit.counters import parse_limit, raise_if_refused
 from starterkit.runtime import Runtime
 from starterkit.schemas import MAX_DB_INT
@@ -253,6 +254,27 @@ def build_users_router(kit: Runtime, *, tags: Sequence[str] = ("users",)) -> API
         await service.delete_user(session, user=user, actor=admin)
         await session.commit()
         await kit.cache.invalidate(user_id)  # nothing of theirs may be served again
+        return Response(status_code=204)
+
+    @router.delete(
+        "/{user_id}/mfa",
+        name="users:reset_mfa",
+        status_code=204,
+        responses=error_responses(401, 403, 404, 422),
+    )
+    async def reset_mfa(
+        user_id: UserId,
+        request: Request,
+        _admin: Superuser,
+        origin: RequestOrigin,
+        session: Session,
+    ) -> Response:
+        """Remove an account's second factors and end all its sessions (superusers only): the
+        way back in after a lost phone. The next login asks for the password only."""
+        user = await service.get_user(session, user_id)
+        await mfa_service.reset_mfa(session, user=user, origin=origin, now=kit.clock())
+        await session.commit()
+        await kit.hooks.after_mfa_reset(user, request)
         return Response(status_code=204)
 
     return router

@@ -1,0 +1,89 @@
+"""Request and response bodies of the second-factor and step-up routes."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Self
+
+from pydantic import BaseModel, Field, model_validator
+
+from starterkit.auth.schemas import LoginPassword
+from starterkit.schemas import InputModel, PlainStr
+
+TOTPCode = Annotated[
+    PlainStr, Field(min_length=1, max_length=16, description="The 6 digits the app shows.")
+]
+RecoveryCodeStr = Annotated[
+    PlainStr, Field(min_length=1, max_length=64, description="One of the recovery codes.")
+]
+MFAToken = Annotated[PlainStr, Field(min_length=1, max_length=2048)]
+
+
+class MFAChallengeRead(BaseModel):
+    """The password was right; send a code with this token to ``/auth/login/mfa``."""
+
+    mfa_required: Literal[True] = True
+    mfa_token: str
+    methods: list[str] = Field(description="What the second step accepts.")
+    expires_in: int = Field(description="Seconds until the mfa_token expires.")
+
+
+class MFALoginRequest(InputModel):
+    """The second step of a login: the mfa_token and a TOTP code or a recovery code."""
+
+    mfa_token: MFAToken
+    code: TOTPCode | None = None
+    recovery_code: RecoveryCodeStr | None = None
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> Self:
+        if (self.code is None) == (self.recovery_code is None):
+            raise ValueError("give either code or recovery_code")
+        return self
+
+
+class MFAStatusRead(BaseModel):
+    """The caller's second factors."""
+
+    totp: bool
+    recovery_codes_left: int
+
+
+class TOTPSetupRead(BaseModel):
+    """A pending TOTP factor: scan the QR code (or type the secret), then confirm a code."""
+
+    secret: str = Field(description="Base32, for typing into an app by hand.")
+    otpauth_uri: str
+    qr_svg: str = Field(description="The QR code of otpauth_uri, an SVG element.")
+
+
+class TOTPConfirmRequest(InputModel):
+    """A code from the app, proving it has the secret."""
+
+    code: TOTPCode
+
+
+class RecoveryCodesRead(BaseModel):
+    """Single-use codes for a login without the app. Shown once: keep them safe."""
+
+    recovery_codes: list[str]
+
+
+class ReauthenticateRequest(InputModel):
+    """The password or a TOTP code, to refresh the session's ``auth_time``."""
+
+    password: LoginPassword | None = None
+    code: TOTPCode | None = None
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> Self:
+        if (self.password is None) == (self.code is None):
+            raise ValueError("give either password or code")
+        return self
+
+
+class AccessTokenRead(BaseModel):
+    """A new access token for the same session."""
+
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 - a token type, not a secret
+    expires_in: int
