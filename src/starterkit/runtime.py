@@ -145,7 +145,7 @@ class Runtime:
         self.current_superuser = self.require_user(superuser=True)
         self.attached_user = self.require_user(attached=True)
         self._purge_task: asyncio.Task[None] | None = None
-        self._heads: set[str] | None = None
+        self._applied: frozenset[str] | None = None  # revisions last found up to date
 
     # --- dependencies ---------------------------------------------------------------------
 
@@ -404,10 +404,8 @@ class Runtime:
 
         ``"missing"``: no migration was ever applied; ``"behind"``: some are pending;
         ``"unknown"``: the database could not be asked. The latest revisions are read from the
-        migration scripts once per runtime.
+        migration scripts when the database's revisions change.
         """
-        if self._heads is None:
-            self._heads = await anyio.to_thread.run_sync(migrate.head_revisions, self.settings)
         try:
             async with asyncio.timeout(HEALTH_CHECK_TIMEOUT_SECONDS):
                 async with self.engine.connect() as connection:
@@ -417,7 +415,11 @@ class Runtime:
             return "missing" if is_schema_error(error) else "unknown"
         if not current:
             return "missing"
-        return "ok" if current == self._heads else "behind"
+        if frozenset(current) != self._applied:
+            if not await anyio.to_thread.run_sync(migrate.up_to_date, self.settings, current):
+                return "behind"
+            self._applied = frozenset(current)
+        return "ok"
 
     async def ping_redis(self) -> RedisState:
         """``"disabled"`` without REDIS_URL, else whether Redis answers PING in time."""

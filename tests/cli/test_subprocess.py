@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+import starterkit
 from starterkit import __version__
 from starterkit.envfile import read_env_file
 from tests.support.processes import (
@@ -277,3 +278,105 @@ def test_serve_takes_a_platforms_database_url_and_port(tmp_path: Path) -> None:
     )
     assert migrated.returncode == 0, migrated.stderr
     assert mine.exists()
+
+
+SHOP_MODELS = """
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from starterkit.db.base import Base, BigIntId, utcnow
+
+
+class Product(Base):
+    __tablename__ = "products"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    owner_id: Mapped[int] = mapped_column(BigIntId, ForeignKey("users.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+"""
+
+
+def test_migrate_revision_writes_runnable_migrations_for_your_models(tmp_path: Path) -> None:
+    (tmp_path / "shop_models.py").write_text(SHOP_MODELS)
+    env = clean_env(
+        STARTERKIT_DATABASE_URL=f"sqlite:///{tmp_path / 'shop.db'}",
+        STARTERKIT_MODEL_MODULES="shop_models",
+        STARTERKIT_MIGRATION_LOCATIONS="migrations/versions",
+    )
+
+    def run(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            starterkit_command(*args),
+            cwd=tmp_path,
+            env={**env, **extra},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+    assert run("migrate").returncode == 0
+    first = run("migrate", "revision", "-m", "add products", "--autogenerate")
+    assert first.returncode == 0, first.stderr
+    [written] = (tmp_path / "migrations" / "versions").glob("*.py")
+    assert written.name == "shop_models_0001_add_products.py"
+    text = written.read_text()
+    assert "starterkit.db" not in text  # runs as written: only sqlalchemy and alembic
+    assert "sa.DateTime(timezone=True)" in text
+    assert "branch_labels: str | Sequence[str] | None = ('shop_models',)" in text
+    applied = run("migrate")
+    assert applied.returncode == 0, applied.stderr
+    assert "Models and migrations match." in run("migrate", "check").stdout
+    assert "(latest)" in run("check").stdout
+
+    unchanged = run("migrate", "revision", "-m", "nothing", "--autogenerate")
+    assert unchanged.returncode == 0
+    assert "No changes in your models; nothing written" in unchanged.stdout
+    assert len(list((tmp_path / "migrations" / "versions").glob("*.py"))) == 1
+
+    # A new column: `migrate check` names it; a second revision follows the first.
+    (tmp_path / "shop_models.py").write_text(SHOP_MODELS + "    price: Mapped[int | None]\n")
+    drift = run("migrate", "check")
+    assert drift.returncode == 1
+    assert "Error: the models differ from the migrations: add column products.price" in (
+        drift.stderr
+    )
+    second = run("migrate", "revision", "-m", "add price", "--autogenerate")
+    assert second.returncode == 0, second.stderr
+    follow_up = tmp_path / "migrations" / "versions" / "shop_models_0002_add_price.py"
+    assert "down_revision: str | Sequence[str] | None = 'shop_models_0001'" in follow_up.read_text()
+    assert run("migrate").returncode == 0
+    assert run("migrate", "check").returncode == 0
+    # starterkit's own migrations were never written to.
+    shipped = Path(starterkit.__file__).parent / "migrations" / "versions"
+    assert not any(path.name.startswith("shop_models") for path in shipped.iterdir())
+
+
+def test_migrate_revision_says_which_setting_is_missing(tmp_path: Path) -> None:
+    (tmp_path / "broken_models.py").write_text("raise RuntimeError('boom')\n")
+    base = clean_env(STARTERKIT_DATABASE_URL=f"sqlite:///{tmp_path / 'app.db'}")
+
+    def error_of(*args: str, **extra: str) -> str:
+        done = subprocess.run(
+            starterkit_command("migrate", "revision", "-m", "x", *args),
+            cwd=tmp_path,
+            env={**base, **extra},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 1
+        assert "Traceback" not in done.stderr
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1, done.stderr
+        return lines[0]
+
+    assert "set STARTERKIT_MIGRATION_LOCATIONS" in error_of()
+    located = {"STARTERKIT_MIGRATION_LOCATIONS": "migrations/versions"}
+    assert "set STARTERKIT_MODEL_MODULES" in error_of("--autogenerate", **located)
+    broken = error_of(STARTERKIT_MODEL_MODULES="broken_models", **located)
+    assert broken == (
+        "Error: cannot import 'broken_models' (from MODEL_MODULES): RuntimeError: boom"
+    )

@@ -193,10 +193,11 @@ def _check_migrations(settings: Settings) -> CheckResult:
     try:
         current = migrate.current_revisions(settings)
         heads = migrate.head_revisions(settings)
+        applied = migrate.up_to_date(settings, current)
     except Exception as error:  # noqa: BLE001 - reported, not raised
         return CheckResult("migrations", "fail", describe_error(error))
     at = ", ".join(sorted(current)) or "base"
-    if current != heads:
+    if not applied:
         return CheckResult(
             "migrations",
             "fail",

@@ -30,9 +30,7 @@ def upgrade_database(settings: Settings, revision: str) -> None:
     from starterkit.db import migrate  # noqa: PLC0415
 
     console = Console(stderr=True)
-    before = migrate.current_revisions(settings)
-    heads = migrate.head_revisions(settings)
-    if revision == "heads" and before == heads:
+    if revision == "heads" and not migrate.pending_revisions(settings):
         return
     with console.status(f"Applying migrations to {masked_url(settings.database_url)}…"):
         _quiet_alembic()
@@ -99,7 +97,7 @@ def current() -> None:
     heads = migrate.head_revisions(settings)
     for revision in sorted(revisions) or ["base"]:
         typer.echo(f"{revision}{' (head)' if revision in heads else ''}")
-    if revisions != heads:
+    if not migrate.up_to_date(settings, revisions):
         typer.echo("Pending migrations: run `starterkit migrate`.", err=True)
 
 
@@ -115,6 +113,48 @@ def history() -> None:
     for revision in script.walk_revisions():
         down = revision.down_revision or "base"
         typer.echo(f"{down} -> {revision.revision}: {revision.doc}")
+
+
+@app.command()
+@friendly_errors
+def revision(
+    message: Annotated[str, typer.Option("--message", "-m", help="What the migration does.")],
+    autogenerate: Annotated[
+        bool,
+        typer.Option(
+            "--autogenerate", help="Compare your models (MODEL_MODULES) with the database."
+        ),
+    ] = False,
+    empty: Annotated[
+        bool,
+        typer.Option("--empty", help="With --autogenerate, write a file even without changes."),
+    ] = False,
+    branch: Annotated[
+        str | None,
+        typer.Option(help="Branch label of your first migration (default: your package's name)."),
+    ] = None,
+) -> None:
+    """Write a migration for your own models into MIGRATION_LOCATIONS (never starterkit's)."""
+    from starterkit.cli.errors import CLIError  # noqa: PLC0415
+    from starterkit.db import migrate  # noqa: PLC0415
+
+    settings = load_settings()
+    migrate.require_revision_settings(settings, autogenerate=autogenerate)
+    if autogenerate:
+        missing = missing_database_file(settings)
+        if missing is not None or migrate.pending_revisions(settings):
+            raise CLIError(
+                "--autogenerate compares with a database at the latest revision; run "
+                "`starterkit migrate` first"
+            )
+    _quiet_alembic()
+    written = migrate.write_revision(
+        settings, message, autogenerate=autogenerate, empty=empty, branch=branch
+    )
+    if written is None:
+        typer.echo("No changes in your models; nothing written (--empty writes a file anyway).")
+        return
+    typer.echo(f"Wrote {written}; apply it with `starterkit migrate`.")
 
 
 @app.command("check")
