@@ -132,9 +132,10 @@ def docs(session: nox.Session) -> None:
 def wheel(session: nox.Session) -> None:
     """Build sdist and wheel; from a clean venv with only the wheel: migrate, check, serve.
 
-    This catches package data (migrations, the password list) missing from the wheel. Then the
-    sdist, unpacked, is installed and its own docs and unit tests run, which catches files the
-    tests read (docs, examples) missing from it.
+    This catches package data (migrations, the password list, the project template) missing
+    from the wheel. A project made by ``starterkit new`` is then installed next to it and its
+    own tests and server run. Last, the sdist, unpacked, is installed and its own docs and unit
+    tests run, which catches files the tests read (docs, examples) missing from it.
     """
     session.install("build>=1.2")
     tmp = Path(session.create_tmp()).resolve()
@@ -159,6 +160,15 @@ def wheel(session: nox.Session) -> None:
         session.run(starterkit, "check", env=env, external=True)
         smoke = str(ROOT / "tests" / "support" / "serve_smoke.py")
         session.run(python, smoke, starterkit, env=env, external=True)
+
+    # `starterkit new`, then the generated README's commands: install, test, serve.
+    with session.chdir(work):
+        session.run(starterkit, "new", "shop", external=True)
+    project = work / "shop"
+    session.run(python, "-m", "pip", "install", "--quiet", "-e", f"{project}[dev]", external=True)
+    with session.chdir(project):
+        session.run(str(venv / "bin" / "pytest"), "-q", "-p", "no:cacheprovider", external=True)
+        session.run(python, smoke, starterkit, "--app", "shop.app:create_app", external=True)
 
     [sdist] = dist.glob("starterkit-*.tar.gz")
     with tarfile.open(sdist) as archive:

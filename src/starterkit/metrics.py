@@ -9,6 +9,7 @@ at scrape time.
 from __future__ import annotations
 
 import hmac
+import logging
 import time
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
@@ -21,7 +22,11 @@ from prometheus_client.registry import Collector
 
 from starterkit.cache import ResponseCache
 from starterkit.exceptions import AuthenticationFailed, NotFound
+from starterkit.logs import ACCESS_LOGGER
 from starterkit.ratelimit.counters import RateLimits
+
+# One line per request when enabled (``serve`` enables it; see starterkit.logs).
+_access = logging.getLogger(ACCESS_LOGGER)
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -127,10 +132,31 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, record_status)
         finally:
+            elapsed = time.perf_counter() - start
             method = scope["method"] if scope["method"] in _METHODS else "OTHER"
             route = route_label(scope)
             self.metrics.requests.labels(method, route, str(status)).inc()
-            self.metrics.latency.labels(method, route).observe(time.perf_counter() - start)
+            self.metrics.latency.labels(method, route).observe(elapsed)
+            if _access.isEnabledFor(logging.INFO):
+                # The route template, never the path or query: they can carry tokens. The
+                # client is the address the server believed (see --forwarded-allow-ips).
+                duration_ms = round(elapsed * 1000, 2)
+                client = (scope.get("client") or ("-",))[0]
+                _access.info(
+                    "%s %s %s %d %.1f ms",
+                    client,
+                    method,
+                    route,
+                    status,
+                    duration_ms,
+                    extra={
+                        "client": client,
+                        "method": method,
+                        "route": route,
+                        "status": status,
+                        "duration_ms": duration_ms,
+                    },
+                )
 
 
 def build_metrics_router(

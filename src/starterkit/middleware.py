@@ -12,6 +12,7 @@ import uuid
 from typing import TYPE_CHECKING
 
 from starterkit.errors import INTERNAL_ERROR_DETAIL, PayloadTooLarge, error_response
+from starterkit.logs import REQUEST_ID
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -80,6 +81,7 @@ class RequestContextMiddleware:
                 message["headers"] = headers
             await send(message)
 
+        context = REQUEST_ID.set(request_id)  # every log line of this request carries it
         try:
             await self.app(scope, receive, send_with_headers)
         except Exception:
@@ -93,6 +95,8 @@ class RequestContextMiddleware:
                 raise
             response = error_response(500, INTERNAL_ERROR_DETAIL)
             await response(scope, receive, send_with_headers)
+        finally:
+            REQUEST_ID.reset(context)
 
 
 def _is_json(headers: list[tuple[bytes, bytes]]) -> bool:

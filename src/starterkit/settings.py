@@ -192,6 +192,11 @@ class Settings(BaseSettings):
     auth_password_rate_limit: RateLimitText = Field(
         default="10/hour", description="Password changes per account."
     )
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="`text`, or `json` for one JSON object a line (time, level, logger, "
+        "message, request_id; access lines add client, method, route, status, duration_ms).",
+    )
     # Multi-factor login and step-up.
     auth_mfa_rate_limit: RateLimitText = Field(
         default="5/minute;20/hour",

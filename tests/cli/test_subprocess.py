@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import pty
 import select
@@ -104,7 +105,7 @@ def test_serve_without_proxy_headers_ignores_x_forwarded_for(tmp_path: Path) -> 
         )
         assert response.status_code == 200
         output = stop(process)
-    # uvicorn's access log shows the client address it believed.
+    # The access log shows the client address uvicorn believed.
     assert "203.0.113.9" not in output
     assert "127.0.0.1" in output
 
@@ -380,3 +381,123 @@ def test_migrate_revision_says_which_setting_is_missing(tmp_path: Path) -> None:
     assert broken == (
         "Error: cannot import 'broken_models' (from MODEL_MODULES): RuntimeError: boom"
     )
+
+
+def test_json_logs_of_a_whole_auth_flow_are_one_object_a_line_without_secrets(
+    tmp_path: Path,
+) -> None:
+    env = clean_env(STARTERKIT_LOG_FORMAT="json", STARTERKIT_EMAIL_BACKEND="none")
+    password, new_password = "the first long passphrase", "a second long passphrase"
+    typed_wrong = "a-wrong-password-typed-here"
+    secrets_seen: list[str] = [password, new_password, typed_wrong]
+    with running_server(tmp_path, env=env) as (base_url, process):
+        api = f"{base_url}/api/v1"
+        account = {"email": "logs@example.com", "password": password}
+        assert httpx.post(f"{api}/users", json=account).status_code == 201
+        wrong = httpx.post(f"{api}/auth/login", json={**account, "password": typed_wrong})
+        assert wrong.status_code == 401
+        pair = httpx.post(f"{api}/auth/login", json=account).json()
+        secrets_seen += [pair["access_token"], pair["refresh_token"]]
+        headers = {"Authorization": f"Bearer {pair['access_token']}", "X-Request-ID": "trace-me"}
+        assert httpx.get(f"{api}/users/me", headers=headers).status_code == 200
+        refreshed = httpx.post(f"{api}/auth/refresh", json={"refresh_token": pair["refresh_token"]})
+        secrets_seen += [refreshed.json()["access_token"], refreshed.json()["refresh_token"]]
+        change = {"current_password": password, "new_password": new_password}
+        bearer = {"Authorization": f"Bearer {refreshed.json()['access_token']}"}
+        assert (
+            httpx.post(f"{api}/users/me/password", json=change, headers=bearer).status_code == 204
+        )
+        forgot = httpx.post(f"{api}/auth/forgot-password", json={"email": account["email"]})
+        assert forgot.status_code == 202
+        assert httpx.get(f"{api}/items/1?token=not-logged").status_code == 401
+        time.sleep(0.5)  # the background mail job
+        output = stop(process)
+    lines = [line for line in output.splitlines() if line.strip()]
+    records = [json.loads(line) for line in lines]  # every line is one JSON object
+    assert {"time", "level", "logger", "message", "request_id"} <= set(records[0])
+    access = [r for r in records if r["logger"] == "starterkit.access"]
+    me = [r for r in access if r["route"] == "/api/v1/users/me"]
+    assert me[0]["request_id"] == "trace-me"
+    assert (me[0]["method"], me[0]["status"]) == ("GET", 200)
+    assert isinstance(me[0]["duration_ms"], float)
+    assert any(r["route"] == "/api/v1/items/{item_id}" for r in access)
+    assert any("Database migrated" in r["message"] for r in records)  # serve's own lines too
+    for secret in secrets_seen:
+        assert secret not in output
+    assert "not-logged" not in output  # paths and queries are never logged, only templates
+
+    with running_server(tmp_path, "--no-access-log", env=env) as (base_url, process):
+        assert httpx.get(f"{base_url}/api/v1/users/me").status_code == 401
+        quiet = stop(process)
+    assert "starterkit.access" not in quiet
+
+    # Other commands that log do it in the same format.
+    elsewhere = tmp_path / "fresh"
+    elsewhere.mkdir()
+    migrated = subprocess.run(
+        starterkit_command("migrate"), cwd=elsewhere, env=env, capture_output=True, text=True,
+        check=False,
+    )  # fmt: skip
+    assert migrated.returncode == 0, migrated.stderr
+    [line] = migrated.stderr.strip().splitlines()
+    assert json.loads(line)["message"].startswith("Database migrated to")
+
+
+def test_new_makes_a_project_whose_tests_pass_and_refuses_bad_input(tmp_path: Path) -> None:
+    env = clean_env()
+    made = subprocess.run(
+        starterkit_command("new", "my-shop"),
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert made.returncode == 0, made.stderr
+    project = tmp_path / "my-shop"
+    assert "starterkit serve --app my_shop.app:create_app" in made.stdout
+    for name in (
+        "pyproject.toml",
+        "README.md",
+        ".gitignore",
+        "my_shop/app.py",
+        "tests/test_notes.py",
+    ):
+        assert (project / name).is_file(), name
+    [migration] = (project / "migrations" / "versions").glob("my_shop_0001_*.py")
+    assert "create_table('notes'" in migration.read_text()
+    assert stat.S_IMODE((project / ".env").stat().st_mode) == 0o600
+    settings = read_env_file(project / ".env")
+    assert settings["STARTERKIT_MODEL_MODULES"] == "my_shop.models"
+    assert len(settings["STARTERKIT_SECRET_KEY"]) >= 32
+    assert 'pip install -e ".[dev]"' in (project / "README.md").read_text()
+
+    # The project's own tests, and its migrations next to starterkit's.
+    tests = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=project,
+        env={**env, "PYTHONPATH": str(project)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert tests.returncode == 0, tests.stdout + tests.stderr
+    for command in (("migrate",), ("migrate", "check")):
+        done = subprocess.run(
+            starterkit_command(*command), cwd=project, env=env, capture_output=True, text=True,
+            check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+
+    def refused(*args: str) -> str:
+        done = subprocess.run(
+            starterkit_command("new", *args), cwd=tmp_path, env=env, capture_output=True,
+            text=True, check=False,
+        )  # fmt: skip
+        assert done.returncode == 1
+        assert "Traceback" not in done.stderr
+        return done.stderr.strip()
+
+    assert refused("my-shop") == "Error: my-shop is not empty; choose a new folder, or pass --force"
+    assert "is not a valid project name" in refused("9lives")
+    assert "already exists in this Python" in refused("elsewhere", "--name", "json")

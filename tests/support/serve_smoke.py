@@ -1,7 +1,8 @@
 """Start ``starterkit serve`` from an installed wheel, check it answers, stop it.
 
-Usage: ``python serve_smoke.py PATH/TO/starterkit``. Standard library only: it runs in a venv
-that holds nothing but the wheel.
+Usage: ``python serve_smoke.py PATH/TO/starterkit [SERVE OPTIONS...]``, e.g. ``--app
+shop.app:create_app`` for a project made by ``starterkit new``. Standard library only: it runs
+in a venv that holds nothing but the wheel.
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ import time
 import urllib.request
 
 
-def main(executable: str) -> int:
+def main(executable: str, *options: str) -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     base = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen([executable, "serve", "--port", str(port)])
+    server = subprocess.Popen([executable, "serve", "--port", str(port), *options])
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -42,4 +43,4 @@ def main(executable: str) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1]))
+    raise SystemExit(main(sys.argv[1], *sys.argv[2:]))

@@ -42,7 +42,7 @@ def claims(**changes: Any) -> dict[str, Any]:
         "sub": "7",
         "iat": now,
         "nbf": now,
-        "exp": now + 600,
+        "exp": now + 86_400,  # far enough that a slow run never sees it expire
         "iss": "starterkit",
         "aud": "starterkit",
         "jti": "abc",
@@ -147,8 +147,12 @@ def test_expiry_uses_the_injected_clock_with_leeway() -> None:
         pytest.param(forge(claims(ver=None)), id="missing-version"),
         pytest.param(forge(claims(sub=None)), id="missing-sub"),
         pytest.param(forge(claims(exp=int(datetime.now(UTC).timestamp()) - 120)), id="expired"),
-        pytest.param(forge(claims(nbf=int(datetime.now(UTC).timestamp()) + 600)), id="future-nbf"),
-        pytest.param(forge(claims(iat=int(datetime.now(UTC).timestamp()) + 600)), id="future-iat"),
+        pytest.param(
+            forge(claims(nbf=int(datetime.now(UTC).timestamp()) + 86_400)), id="future-nbf"
+        ),
+        pytest.param(
+            forge(claims(iat=int(datetime.now(UTC).timestamp()) + 86_400)), id="future-iat"
+        ),
         pytest.param(forge(claims(type="refresh")), id="refresh-type"),
         pytest.param(forge(claims(), typ="JWT"), id="typ-jwt"),
         pytest.param(forge(claims(sub="admin")), id="non-numeric-sub"),

@@ -15,7 +15,8 @@ from typing import Annotated, Any
 import typer
 
 from starterkit._version import __version__
-from starterkit.cli import accounts, check, genkey, migrate, serve
+from starterkit.cli import accounts, check, genkey, migrate, new, serve
+from starterkit.logs import configure_cli_logging
 
 app = typer.Typer(
     name="starterkit",
@@ -52,11 +53,13 @@ app.command("mfa-reset")(accounts.mfa_reset)
 app.command()(accounts.reencrypt)
 app.command()(accounts.events)
 app.command()(check.check)
+app.command()(new.new)
 
 
 def main(argv: list[str] | None = None) -> Any:
     """Entry point of the ``starterkit`` console script (and of ``python -m starterkit``)."""
     put_working_directory_on_path()
+    configure_cli_logging()
     return app(args=argv, prog_name="starterkit")
 
 

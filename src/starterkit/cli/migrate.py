@@ -13,6 +13,7 @@ from starterkit.cli.errors import (
     migrated_settings,
     missing_database_file,
 )
+from starterkit.logs import say
 
 if TYPE_CHECKING:
     from starterkit.settings import Settings
@@ -36,7 +37,7 @@ def upgrade_database(settings: Settings, revision: str) -> None:
         _quiet_alembic()
         migrate.upgrade(settings, revision)
     after = ", ".join(sorted(migrate.current_revisions(settings))) or "base"
-    typer.echo(f"Database migrated to {after}.", err=True)
+    say(f"Database migrated to {after}.")
 
 
 def _quiet_alembic() -> None:

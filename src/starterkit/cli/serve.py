@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from starterkit._version import __version__
 from starterkit.cli.errors import friendly_errors, load_settings
 from starterkit.cli.migrate import upgrade_database
+from starterkit.logs import say
 
 if TYPE_CHECKING:
     from starterkit.settings import Settings
@@ -41,16 +42,27 @@ def serve(
     no_migrate: Annotated[
         bool, typer.Option("--no-migrate", help="Do not apply pending migrations first.")
     ] = False,
+    access_log: Annotated[
+        bool, typer.Option(help="Log one line per request (method, route, status, duration).")
+    ] = True,
+    app: Annotated[
+        str,
+        typer.Option(
+            help="MODULE:FACTORY of the app to serve: a function that returns it (your "
+            "project's, from `starterkit new`)."
+        ),
+    ] = "starterkit.app:create_app",
 ) -> None:
     """Serve the API with uvicorn; in development, migrate first and create missing secrets."""
     import uvicorn  # noqa: PLC0415
 
     from starterkit.cli.checks import describe_unknown, unknown_variables  # noqa: PLC0415
+    from starterkit.logs import logging_config  # noqa: PLC0415
 
     unknown = unknown_variables()
     if unknown:
         # A warning, not an error: the variable may belong to another version or tool.
-        typer.echo(f"Warning: {describe_unknown(unknown)}.", err=True)
+        say(f"{describe_unknown(unknown)}.", warning=True)
     settings = load_settings()
     if settings.environment == "development":
         settings = _ensure_dev_secrets(settings)
@@ -58,14 +70,13 @@ def serve(
         if not no_migrate:
             upgrade_database(settings, "heads")
     for warning in serve_warnings(settings, host=host, workers=workers):
-        typer.echo(f"Warning: {warning}", err=True)
-    typer.echo(
+        say(warning, warning=True)
+    say(
         f"starterkit {__version__} ({settings.environment}) on http://{host}:{port}"
-        + (f" - docs at http://{host}:{port}/docs" if settings.docs_enabled else ""),
-        err=True,
+        + (f" - docs at http://{host}:{port}/docs" if settings.docs_enabled else "")
     )
     uvicorn.run(
-        "starterkit.app:create_app",
+        app,
         factory=True,
         host=host,
         port=port,
@@ -74,7 +85,8 @@ def serve(
         proxy_headers=proxy_headers or forwarded_allow_ips is not None,
         forwarded_allow_ips=forwarded_allow_ips,
         server_header=False,
-        log_config=_log_config(),
+        access_log=False,  # starterkit.access writes the access lines (see starterkit.logs)
+        log_config=logging_config(settings.log_format, access_log=access_log),
     )
 
 
@@ -113,17 +125,6 @@ def _link_mails_here(settings: Settings, host: str, port: int) -> None:
     os.environ[env_name("public_url")] = f"http://{shown}:{port}"
 
 
-def _log_config() -> dict[str, Any]:
-    """uvicorn's logging, plus starterkit's own loggers at INFO on the same handler."""
-    import copy  # noqa: PLC0415
-
-    from uvicorn.config import LOGGING_CONFIG  # noqa: PLC0415
-
-    config = copy.deepcopy(LOGGING_CONFIG)
-    config["loggers"]["starterkit"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
-    return config
-
-
 def _ensure_dev_secrets(settings: Settings) -> Settings:
     import secrets  # noqa: PLC0415
 
@@ -139,9 +140,8 @@ def _ensure_dev_secrets(settings: Settings) -> Settings:
         return settings
     path = Path(".env")
     written = write_env_values(path, missing)
-    typer.echo(
+    say(
         f"Generated {' and '.join(written)} into {path.resolve()} (mode 0600); "
-        "keep that file out of version control.",
-        err=True,
+        "keep that file out of version control."
     )
     return load_settings()

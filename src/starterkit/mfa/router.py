@@ -41,7 +41,8 @@ def build_mfa_router(kit: Runtime) -> APIRouter:
     RecentUser = Annotated[User, Depends(kit.require_recent_auth(attached=True))]
     RequestOrigin = Annotated[Origin, Depends(kit.request_origin)]
     settings = kit.settings
-    login_limit = Depends(kit.limit_per_client("login", settings.auth_login_rate_limit))
+    # Per client IP like /auth/login, on a counter of its own: a two-step login is one login.
+    login_limit = Depends(kit.limit_per_client("login-mfa", settings.auth_login_rate_limit))
     code_limit = parse_limit(settings.auth_mfa_rate_limit)
 
     @router.post(
