@@ -72,8 +72,6 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
     from slowapi import Limiter
 
-    from starterkit.db.models import User
-
 logger = logging.getLogger("starterkit")
 
 HEALTH_CHECK_TIMEOUT_SECONDS = 2.0
@@ -308,18 +306,6 @@ class Runtime:
             hash_key=hmac.new(refresh_secret.encode(), b"starterkit mfa", "sha256").digest(),
             issuer=self.settings.mfa_issuer,
         )
-
-    def send_recovery_code_notice(self, user: User, codes_left: int) -> None:
-        """Mail ``user`` that a recovery code was used and how many are left (background)."""
-        text = (
-            f"A recovery code was used to log in to the account {user.email}.\n\n"
-            f"{codes_left} unused recovery codes are left. If this was not you, change your "
-            "password and set up your second factor again at once.\n"
-        )
-        mail = self.mailer.compose(
-            to=user.email, subject="A recovery code was used", text=text, kind="recovery_code_used"
-        )
-        self.background.spawn(self.mailer.send(mail), name="recovery code notice")
 
     @functools.cached_property
     def token_secrets(self) -> tuple[str, str]:

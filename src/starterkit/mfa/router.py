@@ -93,7 +93,7 @@ def build_mfa_router(kit: Runtime) -> APIRouter:
         user = login.issued.user
         await kit.hooks.after_login(user, request)
         if login.recovery_codes_left is not None:
-            kit.send_recovery_code_notice(user, login.recovery_codes_left)
+            _mail_recovery_code_notice(kit, user, login.recovery_codes_left)
             await kit.hooks.recovery_code_used(user, login.recovery_codes_left, request)
         response.headers.update(NO_STORE)
         return TokenPair(
@@ -232,3 +232,16 @@ def build_mfa_router(kit: Runtime) -> APIRouter:
         await kit.hooks.after_mfa_disabled(user, request)
 
     return router
+
+
+def _mail_recovery_code_notice(kit: Runtime, user: User, codes_left: int) -> None:
+    """Mail ``user`` that a recovery code was used and how many are left (in the background)."""
+    text = (
+        f"A recovery code was used to log in to the account {user.email}.\n\n"
+        f"{codes_left} unused recovery codes are left. If this was not you, change your "
+        "password and set up your second factor again at once.\n"
+    )
+    mail = kit.mailer.compose(
+        to=user.email, subject="A recovery code was used", text=text, kind="recovery_code_used"
+    )
+    kit.background.spawn(kit.mailer.send(mail), name="recovery code notice")
