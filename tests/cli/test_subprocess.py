@@ -501,3 +501,30 @@ def test_new_makes_a_project_whose_tests_pass_and_refuses_bad_input(tmp_path: Pa
     assert refused("my-shop") == "Error: my-shop is not empty; choose a new folder, or pass --force"
     assert "is not a valid project name" in refused("9lives")
     assert "already exists in this Python" in refused("elsewhere", "--name", "json")
+
+
+def test_every_kind_of_line_serve_writes_is_json_with_log_format_json(tmp_path: Path) -> None:
+    # The kinds of output the other serve tests look at, in JSON: generated secrets, the
+    # migration, warnings (two workers without Redis), a console mail with its link, proxy
+    # headers, worker start and shutdown.
+    env = clean_env(STARTERKIT_LOG_FORMAT="json")
+    options = ("--workers", "2", "--forwarded-allow-ips", "127.0.0.1")
+    with running_server(tmp_path, *options, env=env) as (base_url, process):
+        api = f"{base_url}/api/v1"
+        account = {"email": "json@example.com", "password": "a long enough passphrase"}
+        assert httpx.post(f"{api}/users", json=account).status_code == 201
+        forwarded = {"X-Forwarded-For": "203.0.113.9"}
+        forgot = httpx.post(
+            f"{api}/auth/forgot-password", json={"email": account["email"]}, headers=forwarded
+        )
+        assert forgot.status_code == 202
+        time.sleep(1)  # the mail goes out in a background job
+        output = stop(process)
+    records = [json.loads(line) for line in output.splitlines() if line.strip()]
+    messages = [record["message"] for record in records]
+    assert any(m.startswith("Generated STARTERKIT_SECRET_KEY") for m in messages)
+    assert any(m.startswith("Database migrated") for m in messages)
+    assert any(r["level"] == "WARNING" and "2 workers" in r["message"] for r in records)
+    [mail] = [r for r in records if "this mail was printed" in r["message"]]
+    assert f"{base_url}/reset-password?token=" in mail["message"]  # whole, in one record
+    assert any(r.get("client") == "203.0.113.9" for r in records)
