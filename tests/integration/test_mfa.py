@@ -158,6 +158,8 @@ async def test_wrong_reused_and_foreign_codes_are_401_and_change_nothing(
     assert (await second_step(client, token, code=stale)).status_code == 401  # expired
     foreign = await second_step(client, token, code=totp_code(other.secret, service.clock.now))
     assert foreign.status_code == 401
+    both = await second_step(client, token, code="123456", recovery_code="abcde-fghij")
+    assert both.status_code == 422  # one secret or the other, not both; not counted
     for malformed in ("12345",):  # four failures: the fifth would end the token
         assert (await second_step(client, token, code=malformed)).status_code == 401
     code = account.code()

@@ -18,9 +18,13 @@ from starterkit.exceptions import AuthenticationFailed, InvalidRequest, InvalidT
 from starterkit.mfa import service
 from starterkit.mfa.schemas import (
     AccessTokenRead,
+    MFACodeLogin,
     MFALoginRequest,
+    MFARecoveryLogin,
     MFAStatusRead,
     ReauthenticateRequest,
+    ReauthenticateWithCode,
+    ReauthenticateWithPassword,
     RecoveryCodesRead,
     TOTPConfirmRequest,
     TOTPSetupRead,
@@ -75,8 +79,10 @@ def build_mfa_router(kit: Runtime) -> APIRouter:
             login = await service.complete_login(
                 session,
                 mfa_token=payload.mfa_token,
-                code=payload.code,
-                recovery_code=payload.recovery_code,
+                code=payload.code if isinstance(payload, MFACodeLogin) else None,
+                recovery_code=(
+                    payload.recovery_code if isinstance(payload, MFARecoveryLogin) else None
+                ),
                 keys=kit.mfa_keys,
                 tokens=kit.tokens,
                 lifetimes=kit.session_lifetimes,
@@ -130,8 +136,10 @@ def build_mfa_router(kit: Runtime) -> APIRouter:
                 session,
                 user=user,
                 session_id=claims.session_id if claims else None,
-                password=payload.password,
-                code=payload.code,
+                password=(
+                    payload.password if isinstance(payload, ReauthenticateWithPassword) else None
+                ),
+                code=payload.code if isinstance(payload, ReauthenticateWithCode) else None,
                 hasher=kit.password_hasher,
                 keys=kit.mfa_keys,
                 tokens=kit.tokens,

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Self
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field
 
 from starterkit.auth.schemas import LoginPassword
 from starterkit.schemas import InputModel, PlainStr
@@ -27,18 +27,22 @@ class MFAChallengeRead(BaseModel):
     expires_in: int = Field(description="Seconds until the mfa_token expires.")
 
 
-class MFALoginRequest(InputModel):
-    """The second step of a login: the mfa_token and a TOTP code or a recovery code."""
+class MFACodeLogin(InputModel):
+    """The second step of a login with a code from the authenticator app."""
 
     mfa_token: MFAToken
-    code: TOTPCode | None = None
-    recovery_code: RecoveryCodeStr | None = None
+    code: TOTPCode
 
-    @model_validator(mode="after")
-    def _one_secret(self) -> Self:
-        if (self.code is None) == (self.recovery_code is None):
-            raise ValueError("give either code or recovery_code")
-        return self
+
+class MFARecoveryLogin(InputModel):
+    """The second step of a login with a recovery code."""
+
+    mfa_token: MFAToken
+    recovery_code: RecoveryCodeStr
+
+
+# Either shape, never both: the schema says so too (each refuses unknown fields).
+MFALoginRequest = MFACodeLogin | MFARecoveryLogin
 
 
 class MFAStatusRead(BaseModel):
@@ -68,17 +72,20 @@ class RecoveryCodesRead(BaseModel):
     recovery_codes: list[str]
 
 
-class ReauthenticateRequest(InputModel):
-    """The password or a TOTP code, to refresh the session's ``auth_time``."""
+class ReauthenticateWithPassword(InputModel):
+    """Re-authentication with the account's password."""
 
-    password: LoginPassword | None = None
-    code: TOTPCode | None = None
+    password: LoginPassword
 
-    @model_validator(mode="after")
-    def _one_secret(self) -> Self:
-        if (self.password is None) == (self.code is None):
-            raise ValueError("give either password or code")
-        return self
+
+class ReauthenticateWithCode(InputModel):
+    """Re-authentication with a TOTP code."""
+
+    code: TOTPCode
+
+
+# Either shape, never both (each refuses unknown fields).
+ReauthenticateRequest = ReauthenticateWithPassword | ReauthenticateWithCode
 
 
 class AccessTokenRead(BaseModel):
