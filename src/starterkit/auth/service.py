@@ -157,13 +157,7 @@ async def log_in(
         logger.info("login: user %s gave the password; waiting for a second factor", user.id)
         return await open_challenge(session, user=user, keys=mfa, now=now)
     issued = await start_session(
-        session,
-        user=user,
-        tokens=tokens,
-        lifetimes=lifetimes,
-        now=now,
-        user_agent=origin.user_agent,
-        ip=origin.ip,
+        session, user=user, tokens=tokens, lifetimes=lifetimes, origin=origin, now=now
     )
     record_event(
         session, event_type=EventType.LOGIN_SUCCEEDED, origin=origin, now=now, user_id=user.id
@@ -178,9 +172,8 @@ async def start_session(
     user: User,
     tokens: TokenService,
     lifetimes: SessionLifetimes,
+    origin: Origin,
     now: datetime,
-    user_agent: str | None,
-    ip: str | None,
     amr: Sequence[str] = ("pwd",),
 ) -> IssuedTokens:
     """Begin a new session (token family) for ``user`` and issue its first token pair.
@@ -190,8 +183,8 @@ async def start_session(
     """
     auth_session = AuthSession(
         user_id=user.id,
-        user_agent=(user_agent or "")[:USER_AGENT_MAX_LENGTH] or None,
-        ip=ip,
+        user_agent=(origin.user_agent or "")[:USER_AGENT_MAX_LENGTH] or None,
+        ip=origin.ip,
         created_at=now,
         last_used_at=now,
         expires_at=now + lifetimes.absolute,

@@ -85,6 +85,12 @@ def normalize_recovery_code(code: str) -> str:
     return "".join(code.split()).replace("-", "").lower()
 
 
+def keyed_digest(text: str, key: bytes) -> str:
+    """HMAC-SHA256 of ``text`` in hex: what is stored of a random secret (a recovery code, an
+    mfa_token); too random to guess, so no slow hash is needed."""
+    return hmac.new(key, text.encode(), hashlib.sha256).hexdigest()
+
+
 def hash_recovery_code(code: str, key: bytes) -> str:
-    """HMAC-SHA256 of the canonical code: what is stored; the codes are too random to guess."""
-    return hmac.new(key, normalize_recovery_code(code).encode(), hashlib.sha256).hexdigest()
+    """The stored form of a recovery code, however it was typed."""
+    return keyed_digest(normalize_recovery_code(code), key)

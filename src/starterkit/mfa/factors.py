@@ -7,8 +7,6 @@ rest. Nothing here records events or commits.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -18,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from starterkit.db.models import MFAChallenge, TOTPFactor, User
 from starterkit.encryption import SecretBox
+from starterkit.mfa.codes import keyed_digest
 
 MFA_TOKEN_BYTES = 32
 MAX_CODE_FAILURES = 5
@@ -45,8 +44,8 @@ class PendingMFA:
 
 
 def token_digest(token: str, keys: MFAKeys) -> str:
-    """HMAC-SHA256 of an mfa_token: only this is stored."""
-    return hmac.new(keys.hash_key, token.encode(), hashlib.sha256).hexdigest()
+    """The stored form of an mfa_token."""
+    return keyed_digest(token, keys.hash_key)
 
 
 async def active_totp(session: AsyncSession, user_id: int) -> TOTPFactor | None:

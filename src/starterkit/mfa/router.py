@@ -16,6 +16,7 @@ from starterkit.db.models import User
 from starterkit.errors import error_responses
 from starterkit.exceptions import AuthenticationFailed, InvalidRequest, InvalidToken
 from starterkit.mfa import service
+from starterkit.mfa.factors import find_challenge
 from starterkit.mfa.schemas import (
     AccessTokenRead,
     MFACodeLogin,
@@ -70,15 +71,16 @@ def build_mfa_router(kit: Runtime) -> APIRouter:
         Codes are limited per account (AUTH_MFA_RATE_LIMIT, failed attempts only).
         """
         now = kit.clock()
-        owner = await service.challenge_owner(
+        challenge = await find_challenge(
             session, mfa_token=payload.mfa_token, keys=kit.mfa_keys, now=now
         )
-        if owner is not None:
-            raise_if_refused(await kit.rate_limits.peek("mfa-account", code_limit, str(owner)))
+        if challenge is not None:
+            account = str(challenge.user_id)
+            raise_if_refused(await kit.rate_limits.peek("mfa-account", code_limit, account))
         try:
             login = await service.complete_login(
                 session,
-                mfa_token=payload.mfa_token,
+                challenge=challenge,
                 code=payload.code if isinstance(payload, MFACodeLogin) else None,
                 recovery_code=(
                     payload.recovery_code if isinstance(payload, MFARecoveryLogin) else None

@@ -31,10 +31,9 @@ from starterkit.exceptions import (
     NotFound,
 )
 from starterkit.mfa import codes
-from starterkit.mfa.factors import MFAKeys, active_totp, find_challenge
+from starterkit.mfa.factors import MFAKeys, active_totp
 
 # RFC 8176 authentication methods: a password, then a one-time password as the second factor.
-AMR_PASSWORD = ("pwd",)
 AMR_TWO_FACTORS = ("pwd", "otp", "mfa")
 MFA_TOKEN_INVALID = "The MFA token is invalid, was used or has expired; log in again."  # noqa: S105
 CODE_INCORRECT = "The code is incorrect."
@@ -187,18 +186,10 @@ async def reset_mfa(session: AsyncSession, *, user: User, origin: Origin, now: d
     return had
 
 
-async def challenge_owner(
-    session: AsyncSession, *, mfa_token: str, keys: MFAKeys, now: datetime
-) -> int | None:
-    """The account a live mfa_token belongs to (for its rate limit), else None."""
-    challenge = await find_challenge(session, mfa_token=mfa_token, keys=keys, now=now)
-    return challenge.user_id if challenge is not None else None
-
-
 async def complete_login(
     session: AsyncSession,
     *,
-    mfa_token: str,
+    challenge: MFAChallenge | None,
     code: str | None = None,
     recovery_code: str | None = None,
     keys: MFAKeys,
@@ -207,15 +198,17 @@ async def complete_login(
     origin: Origin,
     now: datetime,
 ) -> MFALogin:
-    """The second step of a login: an mfa_token and a TOTP code or a recovery code.
+    """The second step of a login: the challenge of an mfa_token (from
+    :func:`~starterkit.mfa.factors.find_challenge`, which the caller needs first for the
+    account's rate limit) and a TOTP code or a recovery code.
 
     Raises:
-        InvalidToken: the mfa_token is unknown, used, expired or failed 5 times, or the account
+        InvalidToken: no live challenge (the mfa_token is unknown, used, expired or failed 5
+            times), or the account
             changed since (password, logout-all, deactivation, factor removed).
         AuthenticationFailed: a wrong, reused or malformed code: counted on the challenge and
             recorded as ``mfa_failed``; the caller must commit.
     """
-    challenge = await find_challenge(session, mfa_token=mfa_token, keys=keys, now=now)
     if challenge is None:
         raise InvalidToken(MFA_TOKEN_INVALID)
     user = await session.get(User, challenge.user_id, populate_existing=True)
@@ -258,9 +251,8 @@ async def complete_login(
         user=user,
         tokens=tokens,
         lifetimes=lifetimes,
+        origin=origin,
         now=now,
-        user_agent=origin.user_agent,
-        ip=origin.ip,
         amr=AMR_TWO_FACTORS,
     )
     record_event(
