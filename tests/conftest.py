@@ -158,17 +158,17 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
         yield http
 
 
-def app_client(app: FastAPI) -> _AppClient:
-    """Context manager: run ``app``'s lifespan and give a client for it."""
-    return _AppClient(app)
+def app_client(app: FastAPI, *, base_url: str = "http://testserver") -> _AppClient:
+    """Context manager: run ``app``'s lifespan and give a client for it at ``base_url``."""
+    return _AppClient(app, base_url=base_url)
 
 
 class _AppClient:
-    def __init__(self, app: FastAPI) -> None:
+    def __init__(self, app: FastAPI, *, base_url: str = "http://testserver") -> None:
         self.app = app
         self._lifespan = app.router.lifespan_context(app)
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        self.client = httpx.AsyncClient(transport=transport, base_url="http://testserver")
+        self.client = httpx.AsyncClient(transport=transport, base_url=base_url)
 
     async def __aenter__(self) -> httpx.AsyncClient:
         await self._lifespan.__aenter__()

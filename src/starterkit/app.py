@@ -96,7 +96,13 @@ class StarterKit(Runtime):
                 allow_origins=settings.cors_origins,
                 allow_credentials=settings.cors_allow_credentials,
                 allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-                allow_headers=["Authorization", "Content-Type", "If-None-Match", "X-Request-ID"],
+                allow_headers=[
+                    "Authorization",
+                    "Content-Type",
+                    "If-None-Match",
+                    "X-CSRF-Token",
+                    "X-Request-ID",
+                ],
                 expose_headers=[
                     "ETag",
                     "Retry-After",

@@ -43,6 +43,7 @@ class ErrorCode(StrEnum):
     HEADERS_TOO_LARGE = "headers_too_large"
     MFA_REQUIRED = "mfa_required"
     REAUTHENTICATION_REQUIRED = "reauthentication_required"
+    CSRF_FAILED = "csrf_failed"
     VALIDATION_ERROR = "validation_error"
     RATE_LIMITED = "rate_limited"
     INTERNAL_ERROR = "internal_error"

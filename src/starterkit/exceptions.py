@@ -117,6 +117,14 @@ class ReauthenticationRequired(PermissionDenied):
     error_code = "reauthentication_required"
 
 
+class CSRFFailed(PermissionDenied):
+    """A cookie-authenticated request without the session's CSRF token, or from an origin the
+    service does not trust (403)."""
+
+    default_detail = "The CSRF check failed."
+    error_code = "csrf_failed"
+
+
 class NotFound(StarterKitError):
     """The object does not exist, or is not the caller's to see (404)."""
 

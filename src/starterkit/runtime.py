@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import HTTPConnection, Request
 
 from starterkit.audit import Origin, purge_events_before
+from starterkit.auth.browser import BrowserSessions
 from starterkit.auth.dependencies import (
     UserDependency,
     attached_to_session,
@@ -305,6 +306,19 @@ class Runtime:
             box=SecretBox(keys or [derived_key(secret_key)]),
             hash_key=hmac.new(refresh_secret.encode(), b"starterkit mfa", "sha256").digest(),
             issuer=self.settings.mfa_issuer,
+        )
+
+    @functools.cached_property
+    def browser_sessions(self) -> BrowserSessions:
+        """Sets the browser-session cookies and checks their CSRF tokens and origins."""
+        settings = self.settings
+        secret_key = self.token_secrets[0].encode()
+        return BrowserSessions(
+            csrf_key=hmac.new(secret_key, b"starterkit csrf", "sha256").digest(),
+            trusted_origins=[*settings.cors_origins, settings.public_url],
+            cookie_domain=settings.cookie_domain,
+            secure=settings.cookie_secure,
+            development=settings.environment == "development",
         )
 
     @functools.cached_property

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, SecretStr, ValidationInfo, field_validator
@@ -243,6 +244,19 @@ class Settings(BaseSettings):
     cors_allow_credentials: bool = Field(
         default=False, description="Let browsers send cookies and credentials cross-origin."
     )
+    # Browser sessions (cookies with CSRF protection).
+    cookie_domain: str = Field(
+        default="",
+        max_length=253,
+        description="Domain of the browser-session cookies, e.g. `example.com` to share them "
+        "with every subdomain. Empty: host-only cookies for the API's own host (recommended).",
+    )
+    # Always a bool or None once validated; None means "decide per request".
+    cookie_secure: bool | None = Field(
+        default=None,
+        description="The `Secure` attribute of the browser-session cookies. Unset: Secure, "
+        "except in development over plain http on a loopback host. Production refuses false.",
+    )
     trusted_proxies: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="IPs and CIDRs of proxies whose `X-Forwarded-For` is believed.",
@@ -474,6 +488,28 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("cookie_domain")
+    @classmethod
+    def _cookie_domain(cls, value: str) -> str:
+        value = value.strip().lower().removeprefix(".")
+        if value and not _COOKIE_DOMAIN.fullmatch(value):
+            raise ValueError("must be a host name such as example.com, without scheme or port")
+        return value
+
+    @field_validator("cookie_secure", mode="before")
+    @classmethod
+    def _cookie_secure_blank(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("cookie_secure")
+    @classmethod
+    def _cookie_secure(cls, value: bool | None, info: ValidationInfo) -> bool | None:
+        if value is False and info.data.get("environment") == "production":
+            raise ValueError(
+                "cannot be false in production: the session cookies would travel in clear text"
+            )
+        return value
+
     @field_validator("trusted_proxies")
     @classmethod
     def _trusted_proxies(cls, value: list[str]) -> list[str]:
@@ -547,6 +583,10 @@ class Settings(BaseSettings):
             for name, field in cls.model_fields.items()
             if any(getattr(check, "func", None) is _rate_limit for check in field.metadata)
         )
+
+
+_DNS_LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+_COOKIE_DOMAIN = re.compile(rf"{_DNS_LABEL}(\.{_DNS_LABEL})*")
 
 
 def _predictable(secret: str) -> bool:

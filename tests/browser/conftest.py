@@ -8,14 +8,21 @@ they fail instead, so CI cannot skip them by accident.
 from __future__ import annotations
 
 import os
+import threading
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import uvicorn
+
+from tests.support.processes import free_port
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
+    from starlette.types import ASGIApp
 
 CHROMIUM = Path(os.environ.get("STARTERKIT_TEST_CHROMIUM", "/usr/bin/chromium"))
 # Without these Chromium keeps dialing out (updates, sync, safe browsing) on a closed network.
@@ -64,3 +71,27 @@ def block_off_host(page: Any, blocked: list[str]) -> None:
             handle.abort()
 
     page.route("**/*", route)
+
+
+@contextmanager
+def serving(app: ASGIApp, port: int | None = None) -> Iterator[str]:
+    """Serve ``app`` on a loopback port, in a thread of this process; its base URL.
+
+    A thread, not the test's own loop: Playwright's sync API runs an event loop in this one.
+    """
+    port = port or free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert thread.is_alive(), "the server stopped while starting"
+        assert time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -11,12 +10,11 @@ from typing import TYPE_CHECKING
 
 import httpx
 import pytest
-import uvicorn
 
 from starterkit import StarterKit, create_app
 from starterkit.db import migrate
 from starterkit.testing import throwaway_settings
-from tests.browser.conftest import block_off_host
+from tests.browser.conftest import block_off_host, serving
 from tests.support.processes import free_port
 
 if TYPE_CHECKING:
@@ -38,20 +36,8 @@ def served(tmp_path: Path) -> Iterator[tuple[str, StarterKit]]:
     with ThreadPoolExecutor(max_workers=1) as pool:
         pool.submit(migrate.upgrade, settings).result()
     app = create_app(settings)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.05)
-    try:
+    with serving(app, port):
         yield base_url, app.state.starterkit
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
 
 
 def mailed_link(kit: StarterKit, kind: str) -> str:

@@ -77,7 +77,7 @@ async def test_mount_into_existing_app(monkeypatch: pytest.MonkeyPatch, tmp_path
         missing = await client.get("/api/v1/health")
         assert missing.json()["code"] == "not_found"
         spec = (await client.get("/openapi.json")).json()
-    [scheme] = spec["components"]["securitySchemes"].values()
+    scheme = spec["components"]["securitySchemes"]["OAuth2PasswordBearer"]
     assert scheme["flows"]["password"]["tokenUrl"] == "/account/auth/login"
     assert "account" in spec["paths"]["/account/auth/login"]["post"]["tags"]
 

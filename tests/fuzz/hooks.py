@@ -14,6 +14,10 @@ may deactivate or delete the user. Schemathesis answers a 401 by fetching a new 
 replaying the request once; if the user cannot log in any more, :meth:`Account.token`
 registers a fresh one. (The admin cannot lose itself: the API refuses to let a superuser
 deactivate, demote or delete its own account.)
+
+With ``STARTERKIT_FUZZ_AUTH=cookie`` both accounts log in as a browser would
+(``POST /auth/browser/login``) and every request carries the session's cookies, its
+``X-CSRF-Token`` and the service's own ``Origin`` instead of a bearer token.
 """
 
 from __future__ import annotations
@@ -21,13 +25,27 @@ from __future__ import annotations
 import os
 import threading
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import schemathesis
 from schemathesis import AuthContext, Case
 
+from starterkit.auth.browser import ACCESS_COOKIE, CSRF_COOKIE
+
 AnyCase = Case[Any]
+# Sign in as a browser (cookies, CSRF token) instead of with bearer tokens.
+BROWSER = os.environ.get("STARTERKIT_FUZZ_AUTH", "bearer") == "cookie"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What signs a request: a bearer token, or a browser session's access and CSRF tokens."""
+
+    access_token: str
+    csrf_token: str | None = None
+
 
 # The operations only a superuser may call (listing users, and everything under one user's
 # id); everything else runs as the ordinary user.
@@ -55,8 +73,9 @@ class Account:
         self.re_register = re_register
         self._lock = threading.Lock()
 
-    def token(self) -> str:
-        """A fresh access token for this account.
+    def token(self) -> Credentials:
+        """Fresh credentials for this account: an access token (and a CSRF token when it logs
+        in as a browser).
 
         Raises:
             httpx.HTTPStatusError: logging in (or registering anew) failed.
@@ -71,13 +90,16 @@ class Account:
                 registered.raise_for_status()
                 response = self._login(client)
             response.raise_for_status()
-            token: str = response.json()["access_token"]
-            return token
+            if not BROWSER:
+                return Credentials(response.json()["access_token"])
+            return Credentials(
+                response.cookies[ACCESS_COOKIE], csrf_token=response.json()["csrf_token"]
+            )
 
     def _login(self, client: httpx.Client) -> httpx.Response:
-        return client.post(
-            "/api/v1/auth/login", json={"email": self.email, "password": self.password}
-        )
+        path = "/api/v1/auth/browser/login" if BROWSER else "/api/v1/auth/login"
+        credentials = {"email": self.email, "password": self.password}
+        return client.post(path, json=credentials, headers={"Origin": self.base_url})
 
 
 def _account(prefix: str, *, re_register: bool) -> Account:
@@ -90,8 +112,17 @@ def _account(prefix: str, *, re_register: bool) -> Account:
     )
 
 
-def _bearer(case: AnyCase, token: str) -> None:
-    case.headers["Authorization"] = f"Bearer {token}"
+def _sign(case: AnyCase, credentials: Credentials) -> None:
+    if credentials.csrf_token is None:
+        case.headers["Authorization"] = f"Bearer {credentials.access_token}"
+        return
+    case.cookies = {
+        **(case.cookies or {}),
+        ACCESS_COOKIE: credentials.access_token,
+        CSRF_COOKIE: credentials.csrf_token,
+    }
+    case.headers["X-CSRF-Token"] = credentials.csrf_token
+    case.headers["Origin"] = os.environ["STARTERKIT_FUZZ_BASE_URL"]
 
 
 # Registered first, so it wins for the operations it applies to.
@@ -102,11 +133,11 @@ class AdminAuth:
     def __init__(self) -> None:
         self.account = _account("ADMIN", re_register=False)
 
-    def get(self, _case: AnyCase, _context: AuthContext) -> str:
+    def get(self, _case: AnyCase, _context: AuthContext) -> Credentials:
         return self.account.token()
 
-    def set(self, case: AnyCase, data: str, _context: AuthContext) -> None:
-        _bearer(case, data)
+    def set(self, case: AnyCase, data: Credentials, _context: AuthContext) -> None:
+        _sign(case, data)
 
 
 @schemathesis.auth(refresh_interval=REFRESH_INTERVAL_SECONDS)
@@ -116,8 +147,8 @@ class UserAuth:
     def __init__(self) -> None:
         self.account = _account("USER", re_register=True)
 
-    def get(self, _case: AnyCase, _context: AuthContext) -> str:
+    def get(self, _case: AnyCase, _context: AuthContext) -> Credentials:
         return self.account.token()
 
-    def set(self, case: AnyCase, data: str, _context: AuthContext) -> None:
-        _bearer(case, data)
+    def set(self, case: AnyCase, data: Credentials, _context: AuthContext) -> None:
+        _sign(case, data)

@@ -4,6 +4,7 @@ Run from the repository root (``nox -s fuzz`` does, once per database)::
 
     python -m tests.fuzz.run_fuzz --database sqlite
     python -m tests.fuzz.run_fuzz --database postgresql  # needs STARTERKIT_TEST_DATABASE_URL
+    python -m tests.fuzz.run_fuzz --auth cookie  # sign in as a browser session
     python -m tests.fuzz.run_fuzz --report-dir reports -- --max-failures 1  # extra options
 
 It makes a throwaway database (a SQLite file, or a new PostgreSQL database that is dropped
@@ -79,6 +80,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-examples", type=int, default=DEFAULT_MAX_EXAMPLES)
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument(
+        "--auth",
+        choices=["bearer", "cookie"],
+        default="bearer",
+        help="Sign requests with bearer tokens, or as a browser session (cookies, CSRF token).",
+    )
     parser.add_argument(
         "--report-dir",
         type=Path,
@@ -246,7 +253,11 @@ def run_schemathesis(
     """Fuzz the server; return schemathesis's exit status."""
     shutil.copyfile(BASELINE, report_dir / BASELINE.name)
     command = schemathesis_command(base_url, args, report_dir)
-    env = {**os.environ, **accounts.hooks_environment(base_url)}
+    env = {
+        **os.environ,
+        **accounts.hooks_environment(base_url),
+        "STARTERKIT_FUZZ_AUTH": args.auth,
+    }
     # The working folder collects the crash files that `st replay` reads.
     return subprocess.run(command, env=env, cwd=report_dir, check=False).returncode
 
@@ -333,7 +344,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 prepare_database(env, folder, accounts)
                 with serving(folder, env, log_path) as base_url:
                     register_user(base_url, accounts)
-                    say(f"server on {base_url} ({args.database}); accounts ready")
+                    say(f"server on {base_url} ({args.database}, {args.auth}); accounts ready")
                     status = run_schemathesis(base_url, args, accounts, report_dir)
         finally:
             delete_redis_keys(redis_prefix)

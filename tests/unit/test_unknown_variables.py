@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from pydantic import SecretStr
+import pytest
+from pydantic import SecretStr, ValidationError
 
 from starterkit.cli.checks import (
     UnknownVariable,
+    check_browser_sessions,
     check_exposure,
     describe_unknown,
     unknown_variables,
@@ -94,3 +97,61 @@ def test_check_reports_what_the_service_exposes() -> None:
     development = {row.name: row for row in check_exposure(Settings(_env_file=None))}
     assert all(row.status == "ok" for row in development.values())
     assert development["docs"].detail == "/docs, /redoc and /openapi.json are public"
+
+
+def cookie_row(**values: Any) -> tuple[str, str]:
+    row = check_browser_sessions(Settings(_env_file=None, **values))
+    assert row.name == "cookies"
+    return row.status, row.detail
+
+
+def test_check_says_when_browser_sessions_from_the_front_end_cannot_work() -> None:
+    assert cookie_row() == (
+        "ok",
+        "browser sessions from this origin only (set CORS_ORIGINS and CORS_ALLOW_CREDENTIALS "
+        "for a front end on another origin)",
+    )
+    status, detail = cookie_row(cors_allow_credentials=True)
+    assert status == "warn"
+    assert detail.startswith("CORS_ALLOW_CREDENTIALS is true but CORS_ORIGINS is empty")
+    same_site = {
+        "public_url": "https://api.example.com",
+        "cors_origins": ["https://app.example.com"],
+        "cors_allow_credentials": True,
+    }
+    assert cookie_row(**same_site) == (
+        "ok",
+        "browser sessions from this origin and https://app.example.com",
+    )
+    status, detail = cookie_row(**{**same_site, "cors_origins": ["https://app.other.net"]})
+    assert status == "warn"
+    assert "https://app.other.net is another site than PUBLIC_URL" in detail
+    status, detail = cookie_row(**{**same_site, "cors_origins": ["http://app.example.com"]})
+    assert status == "warn"  # http and https pages are different sites to a browser
+    status, detail = cookie_row(**same_site, cookie_domain="example.org")
+    assert (status, detail.split(":")[0]) == (
+        "warn",
+        "COOKIE_DOMAIN=example.org does not contain PUBLIC_URL's host api.example.com",
+    )
+    assert cookie_row(**same_site, cookie_domain="example.com")[0] == "ok"
+    status, detail = cookie_row(public_url="http://api.example.com")
+    assert status == "warn"
+    assert "browsers keep the Secure session cookies only over https" in detail
+    assert cookie_row(public_url="http://127.0.0.1:8000")[0] == "ok"
+
+
+def test_cookie_settings_are_validated() -> None:
+    assert Settings(_env_file=None, cookie_domain=" .Example.COM ").cookie_domain == "example.com"
+    assert Settings(_env_file=None, cookie_secure="").cookie_secure is None
+    for bad in ("https://example.com", "example.com:443", "exa mple.com", "example.com/"):
+        with pytest.raises(ValidationError, match="must be a host name"):
+            Settings(_env_file=None, cookie_domain=bad)
+    with pytest.raises(ValidationError, match="cannot be false in production"):
+        Settings(
+            _env_file=None,
+            environment="production",
+            database_url="postgresql://app@db/app",
+            secret_key="s" * 20 + "0123456789abcdefghijkl",
+            refresh_token_secret="r" * 20 + "0123456789abcdefghijkl",
+            cookie_secure=False,
+        )

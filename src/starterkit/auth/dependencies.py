@@ -1,4 +1,5 @@
-"""FastAPI dependencies that authenticate the caller from ``Authorization: Bearer``.
+"""FastAPI dependencies that authenticate the caller from ``Authorization: Bearer`` or the
+browser session's access cookie.
 
 This module deliberately does not use ``from __future__ import annotations``: FastAPI reads the
 annotations of the dependency functions built here at runtime.
@@ -10,9 +11,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Protocol
 
 from fastapi import Depends, Request, Response
-from fastapi.security import OAuth2PasswordBearer
+from fastapi.security import APIKeyCookie, OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from starterkit.auth.browser import ACCESS_COOKIE, BrowserSessions
 from starterkit.auth.tokens import AccessClaims, TokenService
 from starterkit.auth.user_cache import UserCache
 from starterkit.db.models import User
@@ -42,11 +44,20 @@ class Credentials(Protocol):
     def user_cache(self) -> UserCache:
         """Loads the caller's current row."""
 
+    @property
+    def browser_sessions(self) -> BrowserSessions:
+        """Checks the CSRF token and origin of cookie-authenticated requests."""
+
 
 def claims_of(request: Request) -> AccessClaims | None:
     """The verified access-token claims of this request, once a user dependency ran."""
     claims = getattr(request.state, "access_claims", None)
     return claims if isinstance(claims, AccessClaims) else None
+
+
+def authenticated_by_cookie(request: Request) -> bool:
+    """Whether a user dependency of this request took the token from the access cookie."""
+    return getattr(request.state, "access_by_cookie", False) is True
 
 
 def build_user_dependency(
@@ -62,7 +73,9 @@ def build_user_dependency(
 ) -> UserDependency:
     """A dependency returning the authenticated :class:`User`, with the given requirements.
 
-    The token is read from the ``Authorization`` header only (never the query string). The
+    The token is read from the ``Authorization`` header, or else from the browser session's
+    access cookie (never the query string). A cookie-authenticated request must come from a
+    trusted origin and, with an unsafe method, carry the session's ``X-CSRF-Token``. The
     user's current row is checked on every request (from the database, or from
     :class:`~starterkit.auth.user_cache.UserCache` while the database is unchanged), so
     deactivation and a bumped token version (logout-all, password change) take effect on the
@@ -78,18 +91,32 @@ def build_user_dependency(
         401: no token, an invalid token, or a user that no longer matches it.
         403: the user lacks a required property (superuser, verified email), the login had
             no second factor (``mfa_required``) or is not recent enough
-            (``reauthentication_required``).
+            (``reauthentication_required``); a cookie-authenticated request failed the CSRF or
+            origin check (``csrf_failed``).
     """
     bearer = OAuth2PasswordBearer(tokenUrl=token_url, auto_error=False)
+    access_cookie = APIKeyCookie(
+        name=ACCESS_COOKIE,
+        scheme_name="BrowserSession",
+        auto_error=False,
+        description="The browser session's access cookie (`POST /auth/browser/login`). Unsafe "
+        "methods also need the `X-CSRF-Token` header.",
+    )
 
     async def current_user(
         request: Request,
         response: Response,
         token: Annotated[str | None, Depends(bearer)],
+        cookie: Annotated[str | None, Depends(access_cookie)],
     ) -> User:
+        by_cookie = not token and bool(cookie)
+        token = token or cookie
         if not token:
             raise AuthenticationFailed(NOT_AUTHENTICATED)
         claims = credentials.tokens.decode_access_token(token)
+        if by_cookie:
+            credentials.browser_sessions.check_request(request, claims.session_id)
+            request.state.access_by_cookie = True
         user = await credentials.user_cache.get_user(claims.user_id)
         if user is None or user.token_version != claims.token_version:
             raise InvalidToken

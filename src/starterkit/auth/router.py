@@ -15,27 +15,19 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from starterkit.audit import Origin
-from starterkit.auth import service
+from starterkit.auth import flows, service
+from starterkit.auth.browser_router import build_browser_router
 from starterkit.auth.dependencies import claims_of
 from starterkit.auth.schemas import LoginRequest, RefreshRequest, SessionRead, TokenPair
 from starterkit.db.models import User
 from starterkit.errors import error_responses
-from starterkit.exceptions import (
-    AuthenticationFailed,
-    EmailNotVerified,
-    InvalidRequest,
-    InvalidToken,
-    MFARequired,
-    RefreshTokenReused,
-)
+from starterkit.exceptions import InvalidRequest
 from starterkit.lifecycle.router import build_lifecycle_router
 from starterkit.mfa.factors import PendingMFA
 from starterkit.mfa.router import build_mfa_router
 from starterkit.mfa.schemas import MFAChallengeRead
-from starterkit.ratelimit.counters import parse_limit, raise_if_refused
 from starterkit.runtime import Runtime
 from starterkit.schemas import MAX_DB_INT
-from starterkit.users.service import address_key
 
 # RFC 6749 §5.1: responses carrying tokens must not be stored by any cache.
 TOKEN_HEADERS = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -87,7 +79,6 @@ def build_auth_router(kit: Runtime, *, tags: Sequence[str] = ("auth",)) -> APIRo
     settings = kit.settings
     login_limit = Depends(kit.limit_per_client("login", settings.auth_login_rate_limit))
     refresh_limit = Depends(kit.limit_per_client("refresh", settings.auth_refresh_rate_limit))
-    account_limit = parse_limit(settings.auth_login_account_rate_limit)
 
     @router.post(
         "/login",
@@ -120,27 +111,15 @@ def build_auth_router(kit: Runtime, *, tags: Sequence[str] = ("auth",)) -> APIRo
         such an account is 401 with code `mfa_required`.
         """
         credentials, from_form = await read_login(request)
-        account = address_key(credentials.email)
-        raise_if_refused(await kit.rate_limits.peek("login-account", account_limit, account))
-        try:
-            issued = await service.log_in(
-                session,
-                email=credentials.email,
-                password=credentials.password,
-                hasher=kit.password_hasher,
-                tokens=kit.tokens,
-                lifetimes=kit.session_lifetimes,
-                require_verified=not settings.allow_unverified_login,
-                origin=origin,
-                now=kit.clock(),
-                mfa=None if from_form else kit.mfa_keys,
-            )
-        except (AuthenticationFailed, EmailNotVerified) as refusal:
-            await session.commit()  # the refusal's audit record
-            if isinstance(refusal, AuthenticationFailed) and not isinstance(refusal, MFARequired):
-                await kit.rate_limits.hit("login-account", account_limit, account)
-            raise
-        await session.commit()
+        issued = await flows.password_step(
+            kit,
+            session,
+            request,
+            email=credentials.email,
+            password=credentials.password,
+            origin=origin,
+            second_factor=not from_form,
+        )
         response.headers.update(TOKEN_HEADERS)
         if isinstance(issued, PendingMFA):
             return MFAChallengeRead(
@@ -148,7 +127,6 @@ def build_auth_router(kit: Runtime, *, tags: Sequence[str] = ("auth",)) -> APIRo
                 methods=list(issued.methods),
                 expires_in=issued.expires_in,
             )
-        await kit.hooks.after_login(issued.user, request)
         return _token_pair(issued)
 
     @router.post(
@@ -170,21 +148,9 @@ def build_auth_router(kit: Runtime, *, tags: Sequence[str] = ("auth",)) -> APIRo
         Presenting a refresh token that was already used revokes its whole session (the
         token must have been copied); the other sessions of the account are not affected.
         """
-        try:
-            issued = await service.rotate_refresh_token(
-                session,
-                refresh_token=payload.refresh_token,
-                tokens=kit.tokens,
-                lifetimes=kit.session_lifetimes,
-                origin=origin,
-                now=kit.clock(),
-            )
-        except InvalidToken as refusal:
-            await session.commit()  # a revocation (reuse, inactive user) and its record
-            if isinstance(refusal, RefreshTokenReused):
-                await kit.hooks.refresh_token_reuse(refusal.user_id, refusal.session_id, request)
-            raise
-        await session.commit()
+        issued = await flows.refresh_step(
+            kit, session, request, refresh_token=payload.refresh_token, origin=origin
+        )
         response.headers.update(TOKEN_HEADERS)
         return _token_pair(issued)
 
@@ -273,6 +239,7 @@ def build_auth_router(kit: Runtime, *, tags: Sequence[str] = ("auth",)) -> APIRo
 
     router.include_router(build_lifecycle_router(kit))
     router.include_router(build_mfa_router(kit))
+    router.include_router(build_browser_router(kit), prefix="/browser")
     return router
 
 

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starterkit.auth.passwords import PASSWORD_MAX_LENGTH
 from starterkit.db.models import EMAIL_MAX_LENGTH
 from starterkit.schemas import InputModel, PlainStr
+from starterkit.users.schemas import UserRead
 
 # Login takes the email as typed: a malformed one simply fails like a wrong password.
 LoginEmail = Annotated[PlainStr, Field(min_length=1, max_length=EMAIL_MAX_LENGTH + 64)]
@@ -51,3 +52,25 @@ class SessionRead(BaseModel):
     user_agent: str | None
     ip: str | None
     current: bool = Field(default=False, description="The session of the calling token.")
+
+
+class BrowserSessionRead(BaseModel):
+    """A browser session's state after login or refresh; its tokens are in HttpOnly cookies."""
+
+    expires_in: int = Field(description="Seconds until the access cookie expires.")
+    csrf_token: str = Field(
+        description="Send it as `X-CSRF-Token` with every POST, PUT, PATCH and DELETE. The "
+        "`starterkit_csrf` cookie holds it too; it stays the same for the whole session."
+    )
+
+
+class BrowserLoginRead(BrowserSessionRead):
+    """A browser login: who signed in, and the session's CSRF token."""
+
+    user: UserRead
+
+
+class CSRFTokenRead(BaseModel):
+    """The CSRF token of the caller's browser session."""
+
+    csrf_token: str

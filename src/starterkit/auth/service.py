@@ -65,6 +65,7 @@ class IssuedTokens:
     expires_in: int
     user: User
     session_id: int
+    refresh_expires_at: datetime
 
 
 async def authenticate(
@@ -210,13 +211,14 @@ async def _issue(
     now: datetime,
 ) -> IssuedTokens:
     refresh_token, digest = tokens.new_refresh_token()
+    refresh_expires_at = min(now + lifetimes.idle, auth_session.expires_at)
     session.add(
         RefreshToken(
             session_id=auth_session.id,
             token_hash=digest,
             parent_id=parent_id,
             created_at=now,
-            expires_at=min(now + lifetimes.idle, auth_session.expires_at),
+            expires_at=refresh_expires_at,
         )
     )
     await session.flush()
@@ -233,6 +235,7 @@ async def _issue(
         expires_in=int(tokens.access_ttl.total_seconds()),
         user=user,
         session_id=auth_session.id,
+        refresh_expires_at=refresh_expires_at,
     )
 
 
@@ -346,6 +349,26 @@ async def _used_again(
         user_id=auth_session.user_id,
     )
     raise RefreshTokenReused(user_id=auth_session.user_id, session_id=auth_session.id)
+
+
+async def session_of_refresh_token(
+    session: AsyncSession, *, refresh_token: str, tokens: TokenService, now: datetime
+) -> int | None:
+    """The id of the live session a refresh token belongs to (used or not), else None.
+
+    Changes nothing: the browser routes call it to check the CSRF token bound to that session
+    before they rotate or end anything.
+    """
+    found = await session.execute(
+        select(AuthSession.id)
+        .join(RefreshToken, RefreshToken.session_id == AuthSession.id)
+        .where(
+            RefreshToken.token_hash == tokens.hash_refresh_token(refresh_token),
+            AuthSession.revoked_at.is_(None),
+            AuthSession.expires_at > now,
+        )
+    )
+    return found.scalar_one_or_none()
 
 
 async def log_out(

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import difflib
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
+from starterkit.auth.browser import LOOPBACK_HOSTS
 from starterkit.cli.errors import (
     describe_error,
     masked_url,
@@ -109,6 +112,7 @@ def run_checks(settings: Settings | None = None) -> list[CheckResult]:
             ]
     results.append(CheckResult("settings", "ok", f"environment {settings.environment}"))
     results.extend(check_exposure(settings))
+    results.append(check_browser_sessions(settings))
     database = _check_database(settings)
     results.append(database)
     if database.status == "ok":
@@ -161,6 +165,65 @@ def check_exposure(settings: Settings) -> list[CheckResult]:
             "SECRET_KEY can change without losing them",
         )
     return [docs, metrics, hsts, encryption]
+
+
+def check_browser_sessions(settings: Settings) -> CheckResult:
+    """Whether browser sessions (cookies) can work for the configured front ends: the CORS
+    settings, the site of each front end against PUBLIC_URL's, COOKIE_DOMAIN and Secure.
+
+    Sites are compared by their last two host labels (``app.example.com`` and
+    ``api.example.com`` are one site), which misjudges suffixes such as ``co.uk``.
+    """
+    public = urlsplit(settings.public_url)
+    public_host = (public.hostname or "").lower()
+    problems = []
+    if settings.cors_allow_credentials and not settings.cors_origins:
+        problems.append(
+            "CORS_ALLOW_CREDENTIALS is true but CORS_ORIGINS is empty: no front end on another "
+            "origin can use the session cookies"
+        )
+    if settings.cors_allow_credentials:
+        for origin in settings.cors_origins:
+            if _site(origin) != _site(settings.public_url):
+                problems.append(
+                    f"{origin} is another site than PUBLIC_URL ({settings.public_url}): "
+                    "browsers do not send SameSite cookies from it; serve the front end and "
+                    "the API under one site (app.example.com and api.example.com)"
+                )
+    domain = settings.cookie_domain
+    if domain and public_host != domain and not public_host.endswith(f".{domain}"):
+        problems.append(
+            f"COOKIE_DOMAIN={domain} does not contain PUBLIC_URL's host {public_host}: "
+            "browsers refuse such cookies"
+        )
+    plain_http = public.scheme == "http" and public_host not in LOOPBACK_HOSTS
+    if plain_http and settings.cookie_secure is not False:
+        problems.append(
+            f"PUBLIC_URL is plain http ({settings.public_url}): browsers keep the Secure "
+            "session cookies only over https"
+        )
+    if problems:
+        return CheckResult("cookies", "warn", "; ".join(problems))
+    if settings.cors_origins and settings.cors_allow_credentials:
+        origins = ", ".join(settings.cors_origins)
+        return CheckResult("cookies", "ok", f"browser sessions from this origin and {origins}")
+    return CheckResult(
+        "cookies",
+        "ok",
+        "browser sessions from this origin only (set CORS_ORIGINS and "
+        "CORS_ALLOW_CREDENTIALS for a front end on another origin)",
+    )
+
+
+def _site(url: str) -> str:
+    """``scheme://registrable-domain`` approximately: the last two labels of a name."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        host = ".".join(host.split(".")[-2:])
+    return f"{parts.scheme}://{host}"
 
 
 def _check_database(settings: Settings) -> CheckResult:

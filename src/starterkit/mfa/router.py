@@ -10,27 +10,22 @@ from fastapi import APIRouter, Depends, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from starterkit.audit import Origin
-from starterkit.auth.dependencies import claims_of
+from starterkit.auth import flows
+from starterkit.auth.dependencies import authenticated_by_cookie
 from starterkit.auth.schemas import TokenPair
 from starterkit.db.models import User
 from starterkit.errors import error_responses
-from starterkit.exceptions import AuthenticationFailed, InvalidRequest, InvalidToken
+from starterkit.exceptions import InvalidRequest
 from starterkit.mfa import service
-from starterkit.mfa.factors import find_challenge
 from starterkit.mfa.schemas import (
     AccessTokenRead,
-    MFACodeLogin,
     MFALoginRequest,
-    MFARecoveryLogin,
     MFAStatusRead,
     ReauthenticateRequest,
-    ReauthenticateWithCode,
-    ReauthenticateWithPassword,
     RecoveryCodesRead,
     TOTPConfirmRequest,
     TOTPSetupRead,
 )
-from starterkit.ratelimit.counters import parse_limit, raise_if_refused
 from starterkit.runtime import Runtime
 
 # RFC 6749 §5.1: responses carrying tokens or secrets must not be stored by any cache.
@@ -48,7 +43,6 @@ def build_mfa_router(kit: Runtime) -> APIRouter:
     settings = kit.settings
     # Per client IP like /auth/login, on a counter of its own: a two-step login is one login.
     login_limit = Depends(kit.limit_per_client("login-mfa", settings.auth_login_rate_limit))
-    code_limit = parse_limit(settings.auth_mfa_rate_limit)
 
     @router.post(
         "/login/mfa",
@@ -70,44 +64,18 @@ def build_mfa_router(kit: Runtime) -> APIRouter:
         A wrong code is 401; the token dies after 5 of them, after 5 minutes, and once used.
         Codes are limited per account (AUTH_MFA_RATE_LIMIT, failed attempts only).
         """
-        now = kit.clock()
-        challenge = await find_challenge(
-            session, mfa_token=payload.mfa_token, keys=kit.mfa_keys, now=now
+        issued = await flows.second_factor_step(
+            kit,
+            session,
+            request,
+            payload=payload,
+            origin=origin,
         )
-        if challenge is not None:
-            account = str(challenge.user_id)
-            raise_if_refused(await kit.rate_limits.peek("mfa-account", code_limit, account))
-        try:
-            login = await service.complete_login(
-                session,
-                challenge=challenge,
-                code=payload.code if isinstance(payload, MFACodeLogin) else None,
-                recovery_code=(
-                    payload.recovery_code if isinstance(payload, MFARecoveryLogin) else None
-                ),
-                keys=kit.mfa_keys,
-                tokens=kit.tokens,
-                lifetimes=kit.session_lifetimes,
-                origin=origin,
-                now=now,
-            )
-        except AuthenticationFailed as refusal:
-            await session.commit()  # the failure count and its audit record
-            if not isinstance(refusal, InvalidToken) and refusal.user_id is not None:
-                await kit.rate_limits.hit("mfa-account", code_limit, str(refusal.user_id))
-                await kit.hooks.mfa_failed(refusal.user_id, request)
-            raise
-        await session.commit()
-        user = login.issued.user
-        await kit.hooks.after_login(user, request)
-        if login.recovery_codes_left is not None:
-            _mail_recovery_code_notice(kit, user, login.recovery_codes_left)
-            await kit.hooks.recovery_code_used(user, login.recovery_codes_left, request)
         response.headers.update(NO_STORE)
         return TokenPair(
-            access_token=login.issued.access_token,
-            refresh_token=login.issued.refresh_token,
-            expires_in=login.issued.expires_in,
+            access_token=issued.access_token,
+            refresh_token=issued.refresh_token,
+            expires_in=issued.expires_in,
         )
 
     @router.post(
@@ -130,29 +98,14 @@ def build_mfa_router(kit: Runtime) -> APIRouter:
 
         A wrong secret is 400; attempts are limited per account (AUTH_MFA_RATE_LIMIT).
         """
-        account = str(user.id)
-        raise_if_refused(await kit.rate_limits.peek("reauth-account", code_limit, account))
-        claims = claims_of(request)
-        try:
-            fresh = await service.reauthenticate(
-                session,
-                user=user,
-                session_id=claims.session_id if claims else None,
-                password=(
-                    payload.password if isinstance(payload, ReauthenticateWithPassword) else None
-                ),
-                code=payload.code if isinstance(payload, ReauthenticateWithCode) else None,
-                hasher=kit.password_hasher,
-                keys=kit.mfa_keys,
-                tokens=kit.tokens,
-                origin=origin,
-                now=kit.clock(),
+        if authenticated_by_cookie(request):
+            raise InvalidRequest(
+                "A browser session re-authenticates at /auth/browser/reauthenticate, which "
+                "keeps the new access token in its cookie."
             )
-        except InvalidRequest:
-            await session.commit()  # a refused code's audit record
-            await kit.rate_limits.hit("reauth-account", code_limit, account)
-            raise
-        await session.commit()
+        fresh = await flows.reauthenticate_step(
+            kit, session, request, user=user, payload=payload, origin=origin
+        )
         response.headers.update(NO_STORE)
         return AccessTokenRead(access_token=fresh.access_token, expires_in=fresh.expires_in)
 
@@ -242,16 +195,3 @@ def build_mfa_router(kit: Runtime) -> APIRouter:
         await kit.hooks.after_mfa_disabled(user, request)
 
     return router
-
-
-def _mail_recovery_code_notice(kit: Runtime, user: User, codes_left: int) -> None:
-    """Mail ``user`` that a recovery code was used and how many are left (in the background)."""
-    text = (
-        f"A recovery code was used to log in to the account {user.email}.\n\n"
-        f"{codes_left} unused recovery codes are left. If this was not you, change your "
-        "password and set up your second factor again at once.\n"
-    )
-    mail = kit.mailer.compose(
-        to=user.email, subject="A recovery code was used", text=text, kind="recovery_code_used"
-    )
-    kit.background.spawn(kit.mailer.send(mail), name="recovery code notice")
