@@ -25,26 +25,27 @@ from __future__ import annotations
 import os
 import threading
 import uuid
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import schemathesis
 from schemathesis import AuthContext, Case
 
-from starterkit.auth.browser import ACCESS_COOKIE, CSRF_COOKIE
+from starterkit.auth.browser import ACCESS_COOKIE, CSRF_COOKIE, REFRESH_COOKIE
 
 AnyCase = Case[Any]
 # Sign in as a browser (cookies, CSRF token) instead of with bearer tokens.
 BROWSER = os.environ.get("STARTERKIT_FUZZ_AUTH", "bearer") == "cookie"
 
 
-@dataclass(frozen=True)
-class Credentials:
+# A NamedTuple, not a dataclass: schemathesis loads this file without registering it as a
+# module, which dataclasses need for the annotations of their fields.
+class Credentials(NamedTuple):
     """What signs a request: a bearer token, or a browser session's access and CSRF tokens."""
 
     access_token: str
     csrf_token: str | None = None
+    refresh_token: str | None = None
 
 
 # The operations only a superuser may call (listing users, and everything under one user's
@@ -93,7 +94,9 @@ class Account:
             if not BROWSER:
                 return Credentials(response.json()["access_token"])
             return Credentials(
-                response.cookies[ACCESS_COOKIE], csrf_token=response.json()["csrf_token"]
+                response.cookies[ACCESS_COOKIE],
+                csrf_token=response.json()["csrf_token"],
+                refresh_token=response.cookies[REFRESH_COOKIE],
             )
 
     def _login(self, client: httpx.Client) -> httpx.Response:
@@ -120,6 +123,8 @@ def _sign(case: AnyCase, credentials: Credentials) -> None:
         **(case.cookies or {}),
         ACCESS_COOKIE: credentials.access_token,
         CSRF_COOKIE: credentials.csrf_token,
+        # Sent to every route, not only /auth/browser/*: the others must ignore it.
+        REFRESH_COOKIE: credentials.refresh_token or "",
     }
     case.headers["X-CSRF-Token"] = credentials.csrf_token
     case.headers["Origin"] = os.environ["STARTERKIT_FUZZ_BASE_URL"]
