@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Protocol
 
 from fastapi import Depends, Request, Response
-from fastapi.security import APIKeyCookie, OAuth2PasswordBearer
+from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from starterkit.auth.browser import ACCESS_COOKIE, BrowserSessions
@@ -94,22 +94,18 @@ def build_user_dependency(
             (``reauthentication_required``); a cookie-authenticated request failed the CSRF or
             origin check (``csrf_failed``).
     """
+    # The access cookie is read here rather than declared as a security scheme: OpenAPI tools
+    # would take a second scheme for the one to test without credentials, and the docs'
+    # Authorize button cannot set cookies anyway (docs/browser-sessions.md describes them).
     bearer = OAuth2PasswordBearer(tokenUrl=token_url, auto_error=False)
-    access_cookie = APIKeyCookie(
-        name=ACCESS_COOKIE,
-        scheme_name="BrowserSession",
-        auto_error=False,
-        description="The browser session's access cookie (`POST /auth/browser/login`). Unsafe "
-        "methods also need the `X-CSRF-Token` header.",
-    )
 
     async def current_user(
         request: Request,
         response: Response,
         token: Annotated[str | None, Depends(bearer)],
-        cookie: Annotated[str | None, Depends(access_cookie)],
     ) -> User:
-        by_cookie = not token and bool(cookie)
+        cookie = None if token else request.cookies.get(ACCESS_COOKIE)
+        by_cookie = bool(cookie)
         token = token or cookie
         if not token:
             raise AuthenticationFailed(NOT_AUTHENTICATED)
