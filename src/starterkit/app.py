@@ -19,6 +19,7 @@ from starterkit.auth.router import build_auth_router
 from starterkit.errors import install_error_handlers
 from starterkit.health import build_health_router
 from starterkit.items.router import build_items_router
+from starterkit.jwks import build_jwks_router
 from starterkit.lifecycle.pages import build_pages_router
 from starterkit.metrics import MetricsMiddleware, build_metrics_router
 from starterkit.middleware import RequestContextMiddleware, RequestSizeLimitMiddleware
@@ -64,6 +65,11 @@ class StarterKit(Runtime):
     def items_router(self) -> APIRouter:
         """The ``/items`` routes: the example resource."""
         return build_items_router(self)
+
+    @functools.cached_property
+    def jwks_router(self) -> APIRouter:
+        """``GET /.well-known/jwks.json``, the public signing keys; mount it without a prefix."""
+        return build_jwks_router(self)
 
     @functools.cached_property
     def pages_router(self) -> APIRouter:
@@ -181,6 +187,7 @@ def create_app(settings: Settings | None = None, *, kit: StarterKit | None = Non
         app.include_router(build_docs_router(openapi_url="/openapi.json", title=app.title))
     if kit.settings.pages_enabled:
         app.include_router(kit.pages_router)
+    app.include_router(kit.jwks_router)
     prefix = kit.settings.api_prefix
     app.include_router(kit.health_router, prefix=prefix)
     app.include_router(kit.auth_router, prefix=f"{prefix}/auth")

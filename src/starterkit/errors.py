@@ -250,7 +250,7 @@ async def validation_exception_handler(_request: Request, error: Exception) -> R
     )
 
 
-async def domain_exception_handler(_request: Request, error: Exception) -> Response:
+async def domain_exception_handler(request: Request, error: Exception) -> Response:
     """Map a service's domain error to its status code."""
     assert isinstance(error, exc.StarterKitError)  # noqa: S101 - registered for this type only
     if isinstance(error, exc.InvalidPassword):
@@ -262,6 +262,9 @@ async def domain_exception_handler(_request: Request, error: Exception) -> Respo
     if isinstance(error, exc.InvalidToken):
         challenge = 'Bearer error="invalid_token"'
         return error_response(401, error.detail, headers={"WWW-Authenticate": challenge})
+    if isinstance(error, exc.ServiceUnavailable):
+        logger.error("%s %s: %s", request.method, request.url.path, error.detail)
+        return error_response(503, UNAVAILABLE_DETAIL, headers={"Retry-After": "5"})
     code = ErrorCode(error.error_code) if error.error_code else None
     for cls, status_code in _DOMAIN_STATUS:
         if isinstance(error, cls):

@@ -125,6 +125,13 @@ class CSRFFailed(PermissionDenied):
     error_code = "csrf_failed"
 
 
+class ServiceUnavailable(StarterKitError):
+    """The service cannot do this until an operator fixes something (503); ``detail`` is for
+    the log, clients get the generic answer."""
+
+    default_detail = "The service is not configured to do this."
+
+
 class NotFound(StarterKitError):
     """The object does not exist, or is not the caller's to see (404)."""
 

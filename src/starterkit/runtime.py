@@ -68,6 +68,7 @@ from starterkit.ratelimit.dependencies import (
 )
 from starterkit.ratelimit.limiter import build_limiter
 from starterkit.settings import Settings
+from starterkit.signing.keyring import Keyring
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -281,14 +282,29 @@ class Runtime:
     def tokens(self) -> TokenService:
         """Issues and verifies this runtime's access and refresh tokens."""
         secret_key, refresh_secret = self.token_secrets
+        settings = self.settings
+        access_ttl = timedelta(minutes=settings.access_token_expire_minutes)
+        keyring = None
+        if settings.jwt_algorithm != "HS256":
+            keyring = Keyring(
+                self.sessionmaker,
+                algorithm=settings.jwt_algorithm,
+                box=lambda: self.mfa_keys.box,
+                # A retired key verifies until its last tokens (skew allowed) have expired.
+                token_lifetime=access_ttl + timedelta(seconds=settings.clock_skew_seconds),
+                refresh_seconds=settings.keyset_refresh_seconds,
+                create_missing=not settings.is_production,
+                clock=self.clock,
+            )
         return TokenService(
             secret_key=secret_key,
             refresh_secret=refresh_secret,
-            issuer=self.settings.jwt_issuer,
-            audience=self.settings.jwt_audience,
-            access_ttl=timedelta(minutes=self.settings.access_token_expire_minutes),
-            leeway_seconds=self.settings.clock_skew_seconds,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            access_ttl=access_ttl,
+            leeway_seconds=settings.clock_skew_seconds,
             clock=self.clock,
+            keyring=keyring,
         )
 
     @functools.cached_property
@@ -334,6 +350,7 @@ class Runtime:
 
         With a lifespan of your own, nest it: ``async with kit.lifespan(app): yield``.
         """
+        await self._read_signing_keys()
         interval = self.settings.session_purge_interval_seconds
         if interval:
             self._purge_task = asyncio.create_task(self._purge_periodically(interval))
@@ -346,6 +363,14 @@ class Runtime:
                     await self._purge_task
                 self._purge_task = None
             await self.aclose()
+
+    async def _read_signing_keys(self) -> None:
+        """Read the signing keys before the first request (and make the first key outside
+        production), so no request waits for that."""
+        try:
+            await self.tokens.ready()
+        except Exception as error:  # noqa: BLE001 - the database may be away or unmigrated
+            logger.debug("signing keys not read at start-up: %r", error)
 
     async def purge_expired_sessions(self) -> int:
         """Delete expired and long-revoked sessions now; returns how many went."""

@@ -133,7 +133,8 @@ class Settings(BaseSettings):
     )
     secret_key: SecretStr | None = Field(
         default=None,
-        description="Signs access tokens (HS256). At least 32 characters. `starterkit serve` "
+        description="Signs access tokens with JWT_ALGORITHM=HS256; derives the default "
+        "encryption key and the CSRF key. At least 32 characters. `starterkit serve` "
         "generates one into `.env` in development.",
     )
     refresh_token_secret: SecretStr | None = Field(
@@ -172,6 +173,25 @@ class Settings(BaseSettings):
     )
     audit_retention_days: int = Field(
         default=90, ge=1, le=3650, description="How long audit-log events are kept."
+    )
+    jwt_algorithm: Literal["EdDSA", "ES256", "RS256", "HS256"] = Field(
+        default="EdDSA",
+        description="How access tokens are signed: `EdDSA` (Ed25519), `ES256` or `RS256` with "
+        "keys kept in the database and published at `/.well-known/jwks.json`, so other "
+        "services can verify tokens without a secret; or `HS256` with SECRET_KEY.",
+    )
+    keyset_refresh_seconds: int = Field(
+        default=30,
+        ge=1,
+        le=3600,
+        description="How often each process reads the signing keys again, so a rotation made "
+        "anywhere reaches it without a restart.",
+    )
+    signing_key_max_age_days: int = Field(
+        default=90,
+        ge=1,
+        le=3650,
+        description="`starterkit check` warns when the active signing key is older than this.",
     )
     jwt_issuer: str = Field(
         default="starterkit", min_length=1, max_length=255, description="`iss` of access tokens."

@@ -144,5 +144,6 @@ async def signed_in_user(
             now=kit.clock(),
         )
         await session.commit()
+    await kit.tokens.ready()
     token = kit.tokens.issue_access_token(user_id=user.id, token_version=user.token_version)
     return user, {"Authorization": f"Bearer {token}"}

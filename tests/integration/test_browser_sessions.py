@@ -8,8 +8,10 @@ Pages of the front end are https://app.example (in CORS_ORIGINS); anything else 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -18,6 +20,7 @@ from sqlalchemy import func, select
 
 from starterkit import Settings, StarterKit, create_app
 from starterkit.auth.browser import ACCESS_COOKIE, CSRF_COOKIE, REFRESH_COOKIE
+from starterkit.db import migrate
 from starterkit.db.models import AuthSession, Item
 from tests.conftest import TEST_REFRESH_SECRET, SettingsFactory
 from tests.support.auth import API, PASSWORD, bearer, register, signed_up
@@ -243,16 +246,21 @@ async def test_a_csrf_token_of_another_instances_secret_is_refused(
     assert await count(kit, Item) == 0
 
 
-async def test_cookies_made_by_another_instances_secrets_are_refused(
-    browser_settings: Settings, browser_app: FastAPI, kit: StarterKit
+async def test_cookies_made_by_another_deployment_are_refused(
+    browser_settings: Settings, browser_app: FastAPI, kit: StarterKit, tmp_path: Path
 ) -> None:
+    # Another deployment: its own secrets, its own database (and so its own signing keys),
+    # with an account of the same id as one here.
     other_settings = browser_settings.model_copy(
         update={
+            "database_url": f"sqlite+aiosqlite:///{tmp_path / 'elsewhere.db'}",
             "secret_key": SecretStr(OTHER_SECRET),
             "refresh_token_secret": SecretStr(f"another-{TEST_REFRESH_SECRET}"),
         }
     )
-    # The same database, another deployment's secrets: its cookies mean nothing here.
+    await anyio.to_thread.run_sync(migrate.upgrade, other_settings)
+    async with cookie_client(browser_app) as web:
+        assert (await register(web, "twin@example.com")).status_code == 201
     async with cookie_client(create_app(other_settings)) as elsewhere:
         token = await signed_in(elsewhere, "twin@example.com")
         stolen = dict(elsewhere.cookies)

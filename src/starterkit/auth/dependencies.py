@@ -109,7 +109,7 @@ def build_user_dependency(
         token = token or cookie
         if not token:
             raise AuthenticationFailed(NOT_AUTHENTICATED)
-        claims = credentials.tokens.decode_access_token(token)
+        claims = await credentials.tokens.verify_access_token(token)
         if by_cookie:
             credentials.browser_sessions.check_request(request, claims.session_id)
             request.state.access_by_cookie = True

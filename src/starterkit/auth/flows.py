@@ -57,6 +57,7 @@ async def password_step(
         RateLimited: the account had too many failed logins (AUTH_LOGIN_ACCOUNT_RATE_LIMIT).
         AuthenticationFailed, EmailNotVerified, MFARequired: see :func:`service.log_in`.
     """
+    await kit.tokens.ready()  # before the transaction: a first signing key may be made
     account_limit = parse_limit(kit.settings.auth_login_account_rate_limit)
     account = address_key(email)
     raise_if_refused(await kit.rate_limits.peek("login-account", account_limit, account))
@@ -99,6 +100,7 @@ async def second_factor_step(
         InvalidToken: the mfa_token is unknown, used, expired or failed too often.
         AuthenticationFailed: a wrong, reused or malformed code.
     """
+    await kit.tokens.ready()  # before the transaction: a first signing key may be made
     code_limit = parse_limit(kit.settings.auth_mfa_rate_limit)
     now = kit.clock()
     challenge = await find_challenge(
@@ -143,6 +145,7 @@ async def refresh_step(
         RefreshTokenReused: its session was revoked (and the reuse hook ran).
         InvalidToken: unknown, expired or revoked, or its user is inactive.
     """
+    await kit.tokens.ready()  # before the transaction: a first signing key may be made
     try:
         issued = await service.rotate_refresh_token(
             session,
@@ -177,6 +180,7 @@ async def reauthenticate_step(
         RateLimited: too many wrong secrets for the account (AUTH_MFA_RATE_LIMIT).
         InvalidRequest: a wrong password or code, or a token of no live session.
     """
+    await kit.tokens.ready()  # before the transaction: a first signing key may be made
     code_limit = parse_limit(kit.settings.auth_mfa_rate_limit)
     account = str(user.id)
     raise_if_refused(await kit.rate_limits.peek("reauth-account", code_limit, account))

@@ -222,6 +222,7 @@ async def _issue(
         )
     )
     await session.flush()
+    await tokens.ready(create=False)  # the caller prepared them before its transaction
     access_token = tokens.issue_access_token(
         user_id=user.id,
         token_version=user.token_version,

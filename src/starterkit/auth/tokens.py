@@ -1,11 +1,19 @@
-"""Access tokens (PyJWT, HS256) and opaque refresh tokens.
+"""Access tokens (PyJWT) and opaque refresh tokens.
 
 Access tokens carry sub, exp, iat, nbf, iss, aud, jti, ``type: access``, the user's token
 version (``ver``), the session id (``sid``), how and when the session last authenticated
 (``amr``, RFC 8176, and ``auth_time``), with the RFC 9068 header ``typ: at+jwt``. A token
 without ``amr``/``auth_time`` (made before they existed) reads as a password login at ``iat``.
-Decoding requires every claim, allows only HS256 and answers every failure with the same
-:class:`InvalidToken`, so a client cannot learn which check failed.
+Decoding requires every claim and answers every failure with the same :class:`InvalidToken`,
+so a client cannot learn which check failed.
+
+With a :class:`~starterkit.signing.keyring.Keyring` (JWT_ALGORITHM EdDSA, ES256 or RS256)
+tokens are signed by the active key and name it in ``kid``; verification takes the key from
+the keyring only, with the one algorithm of that key (RFC 8725 §3.1), and refuses tokens
+without a ``kid``, with an unknown one, or with ``jku``/``x5u``/``jwk``/``x5c`` headers (keys
+are never taken from the token). Without one, tokens are HS256 under SECRET_KEY. A kid-less
+HS256 token issued before the first asymmetric key was activated stays valid until it expires,
+so moving a deployment from HS256 logs nobody out.
 
 Refresh tokens are 256 random bits; only HMAC-SHA256(REFRESH_TOKEN_SECRET, token) is stored.
 """
@@ -20,13 +28,19 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 import jwt
 
 from starterkit.db.base import utcnow
 from starterkit.exceptions import InvalidToken
 
-ALGORITHM = "HS256"
+if TYPE_CHECKING:
+    from starterkit.signing.keyring import Keyring
+
+ALGORITHM = "HS256"  # without a keyring
+# Header parameters that would let a token choose its own key (RFC 8725 §3.10): refused.
+KEY_HEADERS = frozenset({"jku", "x5u", "jwk", "x5c"})
 ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105 - the RFC 9068 media type, not a secret
 REQUIRED_CLAIMS = ["sub", "exp", "iat", "nbf", "iss", "aud", "jti", "type", "ver"]
 REFRESH_TOKEN_BYTES = 32
@@ -47,6 +61,11 @@ class AccessClaims:
     expires_at: int
     amr: tuple[str, ...] = ("pwd",)
     auth_time: int = 0
+    key_id: str | None = None
+
+
+class UnknownSigningKey(InvalidToken):
+    """The token names a key this process does not know (yet)."""
 
 
 class TokenService:
@@ -62,7 +81,22 @@ class TokenService:
         access_ttl: timedelta,
         leeway_seconds: int,
         clock: Clock = utcnow,
+        keyring: Keyring | None = None,
     ) -> None:
+        """Build the service.
+
+        Args:
+            secret_key: SECRET_KEY: signs (HS256) without a keyring; with one, verifies only
+                the kid-less HS256 tokens of before the first asymmetric key.
+            refresh_secret: REFRESH_TOKEN_SECRET, the HMAC key of stored refresh tokens.
+            issuer: ``iss`` of access tokens.
+            audience: ``aud`` of access tokens.
+            access_ttl: the access-token lifetime.
+            leeway_seconds: the clock skew allowed on ``exp``, ``nbf`` and ``iat``.
+            clock: the current aware UTC time.
+            keyring: the asymmetric signing keys; None for HS256.
+        """
+        self._keyring = keyring
         self._secret_key = secret_key
         self._refresh_key = refresh_secret.encode()
         self._issuer = issuer
@@ -103,9 +137,42 @@ class TokenService:
         }
         if session_id is not None:
             claims["sid"] = session_id
-        return self._jwt.encode(
-            claims, self._secret_key, algorithm=ALGORITHM, headers={"typ": ACCESS_TOKEN_TYPE}
-        )
+        if self._keyring is None:
+            return self._jwt.encode(
+                claims, self._secret_key, algorithm=ALGORITHM, headers={"typ": ACCESS_TOKEN_TYPE}
+            )
+        kid, algorithm, key = self._keyring.signer()
+        headers = {"typ": ACCESS_TOKEN_TYPE, "kid": kid}
+        return self._jwt.encode(claims, key, algorithm=algorithm, headers=headers)
+
+    @property
+    def keyring(self) -> Keyring | None:
+        """The asymmetric signing keys, or None for HS256."""
+        return self._keyring
+
+    async def ready(self, *, create: bool = True) -> None:
+        """Make sure the signing keys are read and fresh (a no-op for HS256).
+
+        Outside production this makes the first key when there is none; inside a transaction
+        pass ``create=False`` (see :meth:`Keyring.ready`).
+        """
+        if self._keyring is not None:
+            await self._keyring.ready(create=create)
+
+    async def verify_access_token(self, token: str) -> AccessClaims:
+        """:meth:`decode_access_token` with fresh keys: a token naming a key this process has
+        not read yet (another instance rotated) makes it read the keys again once.
+
+        Raises:
+            InvalidToken: see :meth:`decode_access_token`.
+        """
+        await self.ready()
+        try:
+            return self.decode_access_token(token)
+        except UnknownSigningKey:
+            if self._keyring is None or not await self._keyring.refresh_for_unknown_kid():
+                raise InvalidToken from None
+        return self.decode_access_token(token)
 
     def decode_access_token(self, token: str) -> AccessClaims:
         """Verify ``token`` and return its claims.
@@ -124,7 +191,12 @@ class TokenService:
             # The same test as PyJWT's, on the same clock (the system's).
             if claims.expires_at + self._leeway <= time.time():
                 raise InvalidToken
-            return claims
+            # Its key may have left the keyset since (retired, and its tokens' time is up).
+            if claims.key_id is None or self._keyring is None:
+                return claims
+            if self._keyring.verifier(claims.key_id) is not None:
+                return claims
+            del self._verified[token]
         claims = self._verify(token)
         verified = self._verified
         if len(verified) >= MAX_VERIFIED_TOKENS:
@@ -133,11 +205,12 @@ class TokenService:
         return claims
 
     def _verify(self, token: str) -> AccessClaims:
+        key, algorithm, kid = self._key_for(token)
         try:
             decoded = self._jwt.decode_complete(
                 token,
-                self._secret_key,
-                algorithms=[ALGORITHM],
+                key,
+                algorithms=[algorithm],
                 audience=self._audience,
                 issuer=self._issuer,
                 leeway=self._leeway,
@@ -146,6 +219,8 @@ class TokenService:
         except jwt.PyJWTError:
             raise InvalidToken from None
         header, payload = decoded["header"], decoded["payload"]
+        if kid is None and self._keyring is not None and not self._before_keys(payload):
+            raise InvalidToken
         sub, ver, sid = payload.get("sub"), payload.get("ver"), payload.get("sid")
         amr, auth_time = payload.get("amr", ["pwd"]), payload.get("auth_time", payload["iat"])
         if (
@@ -173,7 +248,46 @@ class TokenService:
             expires_at=int(payload["exp"]),
             amr=tuple(amr),
             auth_time=auth_time,
+            key_id=kid,
         )
+
+    def _key_for(self, token: str) -> tuple[Any, str, str | None]:
+        """``(key, its one algorithm, kid)`` to verify ``token`` with, from the header.
+
+        Raises:
+            UnknownSigningKey: a kid this process does not know.
+            InvalidToken: a malformed header, a key-bearing header, or no kid where one is
+                needed.
+        """
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise InvalidToken from None
+        if KEY_HEADERS & header.keys():
+            raise InvalidToken
+        kid = header.get("kid")
+        if self._keyring is None:
+            return self._secret_key, ALGORITHM, None
+        if kid is None:
+            # Only a kid-less HS256 token of the SECRET_KEY era (checked after decoding).
+            return self._secret_key, ALGORITHM, None
+        if not isinstance(kid, str):
+            raise InvalidToken
+        verifier = self._keyring.verifier(kid)
+        if verifier is None:
+            raise UnknownSigningKey
+        return verifier.key, verifier.algorithm, kid
+
+    def _before_keys(self, payload: dict[str, Any]) -> bool:
+        """Whether a verified kid-less HS256 token was issued before the first asymmetric key
+        was activated, and lives no longer than an access token does."""
+        keyset = self._keyring.keyset if self._keyring is not None else None
+        first = keyset.first_activation if keyset is not None else None
+        iat, exp = payload.get("iat"), payload.get("exp")
+        if first is None or not isinstance(iat, int) or not isinstance(exp, int):
+            return False
+        lifetime = self.access_ttl.total_seconds() + self._leeway
+        return iat <= first.timestamp() and exp - iat <= lifetime
 
     def new_refresh_token(self) -> tuple[str, str]:
         """A fresh refresh token and the digest to store for it."""

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from starterkit._version import __version__
-from starterkit.cli import accounts, check, genkey, migrate, new, serve
+from starterkit.cli import accounts, check, genkey, keys, migrate, new, serve
 from starterkit.logs import configure_cli_logging
 
 app = typer.Typer(
@@ -46,6 +46,7 @@ def _root(
 app.command()(serve.serve)
 app.add_typer(migrate.app, name="migrate")
 app.command()(genkey.genkey)
+app.add_typer(keys.app, name="keys")
 app.command("new-user")(accounts.new_user)
 app.command("set-password")(accounts.set_password)
 app.command()(accounts.deactivate)

@@ -164,14 +164,16 @@ def mfa_reset(email: Email) -> None:
 
 @friendly_errors
 def reencrypt() -> None:
-    """Encrypt every stored TOTP secret with the first key of ENCRYPTION_KEYS (after adding
-    a new key in front); then the older keys can be dropped."""
+    """Encrypt every stored TOTP secret and signing key with the first key of ENCRYPTION_KEYS
+    (after adding a new key in front); then the older keys can be dropped."""
     from starterkit.encryption import UndecryptableSecret  # noqa: PLC0415
     from starterkit.mfa.service import reencrypt_secrets  # noqa: PLC0415
+    from starterkit.signing.service import reencrypt_keys  # noqa: PLC0415
 
     async def run(kit: Runtime, session: AsyncSession) -> int:
         try:
             changed = await reencrypt_secrets(session, keys=kit.mfa_keys)
+            changed += await reencrypt_keys(session, box=kit.mfa_keys.box)
         except UndecryptableSecret:
             raise CLIError(
                 "a stored secret cannot be decrypted with any key of ENCRYPTION_KEYS; put "

@@ -116,9 +116,17 @@ def run_checks(settings: Settings | None = None) -> list[CheckResult]:
     database = _check_database(settings)
     results.append(database)
     if database.status == "ok":
-        results.append(_check_migrations(settings))
+        migrations = _check_migrations(settings)
+        results.append(migrations)
     else:
-        results.append(CheckResult("migrations", "skip", "needs the database"))
+        migrations = CheckResult("migrations", "skip", "needs the database")
+        results.append(migrations)
+    if migrations.status == "ok":
+        from starterkit.cli.keys import check_signing_keys  # noqa: PLC0415
+
+        results.append(check_signing_keys(settings))
+    else:
+        results.append(CheckResult("keys", "skip", "needs the migrated database"))
     results.append(asyncio.run(_check_redis(settings)))
     return results
 

@@ -31,13 +31,23 @@ def upgrade_database(settings: Settings, revision: str) -> None:
     from starterkit.db import migrate  # noqa: PLC0415
 
     console = Console(stderr=True)
-    if revision == "heads" and not migrate.pending_revisions(settings):
-        return
-    with console.status(f"Applying migrations to {masked_url(settings.database_url)}…"):
-        _quiet_alembic()
-        migrate.upgrade(settings, revision)
-    after = ", ".join(sorted(migrate.current_revisions(settings))) or "base"
-    say(f"Database migrated to {after}.")
+    if revision != "heads" or migrate.pending_revisions(settings):
+        with console.status(f"Applying migrations to {masked_url(settings.database_url)}…"):
+            _quiet_alembic()
+            migrate.upgrade(settings, revision)
+        after = ", ".join(sorted(migrate.current_revisions(settings))) or "base"
+        say(f"Database migrated to {after}.")
+    if revision == "heads":
+        _first_signing_key(settings)
+
+
+def _first_signing_key(settings: Settings) -> None:
+    """A fresh install signs with a key of JWT_ALGORITHM with no step of its own."""
+    from starterkit.cli.keys import first_key_if_missing  # noqa: PLC0415
+
+    kid = first_key_if_missing(settings)
+    if kid is not None:
+        say(f"Made signing key {kid} ({settings.jwt_algorithm}).")
 
 
 def _quiet_alembic() -> None:
@@ -63,6 +73,7 @@ def upgrade(
     settings = load_settings()
     if revision == "heads" and not migrate.pending_revisions(settings):
         typer.echo("Database is already at the latest revision.", err=True)
+        _first_signing_key(settings)
         return
     upgrade_database(settings, revision)
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from starterkit._version import __version__
-from starterkit.cli.errors import friendly_errors, load_settings
+from starterkit.cli.errors import CLIError, friendly_errors, load_settings
 from starterkit.cli.migrate import upgrade_database
 from starterkit.logs import say
 
@@ -69,6 +69,8 @@ def serve(
         _link_mails_here(settings, host, port)
         if not no_migrate:
             upgrade_database(settings, "heads")
+    if settings.is_production:
+        _require_signing_key(settings)
     for warning in serve_warnings(settings, host=host, workers=workers):
         say(warning, warning=True)
     say(
@@ -88,6 +90,22 @@ def serve(
         access_log=False,  # starterkit.access writes the access lines (see starterkit.logs)
         log_config=logging_config(settings.log_format, access_log=access_log),
     )
+
+
+def _require_signing_key(settings: Settings) -> None:
+    """Production never makes a key on its own: without one, refuse to start.
+
+    A database that cannot be asked (away, not migrated yet) is left to the health checks,
+    which say so; serving then starts as it always did.
+    """
+    from starterkit.cli.keys import signing_key_problem  # noqa: PLC0415
+
+    try:
+        problem = signing_key_problem(settings)
+    except Exception:  # noqa: BLE001 - reported by /health and the logs instead
+        return
+    if problem is not None:
+        raise CLIError(problem.rstrip("."))
 
 
 def serve_warnings(settings: Settings, *, host: str, workers: int) -> list[str]:

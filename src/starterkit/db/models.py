@@ -1,5 +1,5 @@
-"""The tables starterkit owns: users, items, auth sessions, their refresh tokens, audit events
-and the installation row."""
+"""The tables starterkit owns: users, items, auth sessions, their refresh tokens, audit events,
+the installation row and the signing keys."""
 
 from __future__ import annotations
 
@@ -244,3 +244,26 @@ __all__ = [
     "TOTPFactor",
     "User",
 ]
+
+
+class SigningKey(Base):
+    """A key pair that signs access tokens when JWT_ALGORITHM is asymmetric.
+
+    ``kid`` is the RFC 7638 thumbprint of ``public_jwk``; ``private_key`` is its PKCS#8 PEM,
+    encrypted with ENCRYPTION_KEYS (:mod:`starterkit.encryption`). A key is *next* (published,
+    not yet signing) until ``activated_at``; the most recently activated key that is not
+    retired signs; a retired key stays published and valid until its last tokens expire.
+    """
+
+    __tablename__ = "signing_keys"
+
+    kid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    algorithm: Mapped[str] = mapped_column(String(16))
+    public_jwk: Mapped[str] = mapped_column(Text)
+    private_key: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    activated_at: Mapped[datetime | None]
+    retired_at: Mapped[datetime | None]
+
+    def __repr__(self) -> str:
+        return f"SigningKey(kid={self.kid!r}, algorithm={self.algorithm!r})"

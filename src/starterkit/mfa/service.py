@@ -319,6 +319,7 @@ async def reauthenticate(
     record_event(
         session, event_type=EventType.REAUTHENTICATED, origin=origin, now=now, user_id=user.id
     )
+    await tokens.ready(create=False)  # the caller prepared them before its transaction
     access_token = tokens.issue_access_token(
         user_id=user.id,
         token_version=user.token_version,
