@@ -403,6 +403,7 @@ async def password_alone_logs_in(email: str) -> bool:
 
     kit = StarterKit(Settings())
     try:
+        await kit.tokens.ready()  # the signing keys, before the login's transaction
         async with kit.sessionmaker() as session:
             result = await log_in(
                 session,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from typer.testing import CliRunner
@@ -10,6 +12,8 @@ from typer.testing import CliRunner
 from starterkit import Settings
 from starterkit.cli import app
 from starterkit.db import migrate
+from starterkit.runtime import Runtime
+from starterkit.signing.service import generate_key
 from tests.cli.test_cli import assert_one_line_error
 
 runner = CliRunner()
@@ -112,3 +116,31 @@ def test_production_without_keys_refuses_to_serve_and_check_fails(
     # The command the sentence names fixes it.
     assert runner.invoke(app, ["keys", "generate", "--activate"]).exit_code == 0
     assert "no signing key" not in runner.invoke(app, ["check"]).output
+
+
+def test_check_warns_about_an_old_active_key(keyed_env: str) -> None:
+    settings = Settings(_env_file=None)
+    migrate.upgrade(settings)
+
+    async def make_old_key() -> None:
+        kit = Runtime(settings)
+        try:
+            async with kit.sessionmaker() as session:
+                await generate_key(
+                    session,
+                    algorithm="EdDSA",
+                    box=kit.mfa_keys.box,
+                    now=datetime.now(UTC) - timedelta(days=120),
+                    activate=True,
+                )
+                await session.commit()
+        finally:
+            await kit.aclose()
+
+    asyncio.run(make_old_key())
+    check = runner.invoke(app, ["check"])
+    assert check.exit_code == 0, check.output
+    flat = " ".join(check.output.replace("│", " ").split())
+    assert "keys warn" in flat
+    assert "(120 days old)" in flat
+    assert "older than SIGNING_KEY_MAX_AGE_DAYS=90" in flat

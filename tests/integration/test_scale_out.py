@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import shutil
+import subprocess
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -16,10 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from starterkit import Settings
-from starterkit.db import migrate
 from tests.support.auth import API, PASSWORD, bearer
-from tests.support.processes import clean_env, running_server
+from tests.support.processes import clean_env, running_server, starterkit_command
 from tests.support.redis_server import PrivateRedis
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
@@ -33,7 +32,6 @@ def instances(database_url: str, tmp_path: Path) -> Iterator[tuple[str, str, Pri
         pytest.skip("redis-server is not installed")
     redis = PrivateRedis(tmp_path)
     redis.start()
-    migrate.upgrade(Settings(_env_file=None, database_url=database_url))
     env = clean_env(
         STARTERKIT_ENVIRONMENT="production",
         STARTERKIT_DATABASE_URL=database_url,
@@ -43,6 +41,9 @@ def instances(database_url: str, tmp_path: Path) -> Iterator[tuple[str, str, Pri
         STARTERKIT_AUTH_LOGIN_RATE_LIMIT="6/minute",
         STARTERKIT_AUTH_LOGIN_ACCOUNT_RATE_LIMIT="1000/hour",
     )
+    # As a deployment does it: `starterkit migrate` (which makes the first signing key), then
+    # the servers.
+    subprocess.run(starterkit_command("migrate"), env=env, cwd=tmp_path, check=True)
     try:
         with ExitStack() as stack:
             first, _ = stack.enter_context(running_server(tmp_path, env=env))

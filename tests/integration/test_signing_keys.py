@@ -200,6 +200,7 @@ async def test_a_retired_key_verifies_until_its_tokens_expired_then_leaves_the_j
                 await keys.retire_key(
                     session, kid=old_kid, now=clock(), token_lifetime=timedelta(minutes=15)
                 )
+            clock.advance(seconds=1)
             await keys.rotate_keys(session, algorithm="EdDSA", box=kit.mfa_keys.box, now=clock())
             await keys.retire_key(
                 session, kid=old_kid, now=clock(), token_lifetime=timedelta(minutes=15)

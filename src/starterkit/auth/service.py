@@ -121,7 +121,8 @@ async def log_in(
     form) such an account is refused with :class:`MFARequired`.
 
     A refusal is recorded as ``login_failed`` (with the email as typed, for the audit log
-    only) before it is raised: the caller must commit then too.
+    only) before it is raised: the caller must commit then too. Call ``await tokens.ready()``
+    before the transaction starts: issuing reads the signing keys but never makes the first.
 
     Raises:
         AuthenticationFailed: unknown email, wrong password or inactive account.
