@@ -12,8 +12,9 @@ import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
 from starterkit.auth.browser import LOOPBACK_HOSTS
@@ -25,6 +26,12 @@ from starterkit.cli.errors import (
 )
 from starterkit.envfile import read_env_file
 from starterkit.settings import ENV_PREFIX, Settings, env_name
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from starterkit.runtime import Runtime
+    from starterkit.signing.service import KeyInfo
 
 Status = Literal["ok", "warn", "fail", "skip"]
 
@@ -122,8 +129,6 @@ def run_checks(settings: Settings | None = None) -> list[CheckResult]:
         migrations = CheckResult("migrations", "skip", "needs the database")
         results.append(migrations)
     if migrations.status == "ok":
-        from starterkit.cli.keys import check_signing_keys  # noqa: PLC0415
-
         results.append(check_signing_keys(settings))
     else:
         results.append(CheckResult("keys", "skip", "needs the migrated database"))
@@ -221,6 +226,55 @@ def check_browser_sessions(settings: Settings) -> CheckResult:
         "browser sessions from this origin only (set CORS_ORIGINS and "
         "CORS_ALLOW_CREDENTIALS for a front end on another origin)",
     )
+
+
+def check_signing_keys(settings: Settings) -> CheckResult:
+    """The ``keys`` row of ``starterkit check``: which key signs, and whether it is too old."""
+    from starterkit.cli.accounts import run_with_session  # noqa: PLC0415
+    from starterkit.cli.keys import token_lifetime  # noqa: PLC0415
+    from starterkit.signing.service import list_keys as stored_keys  # noqa: PLC0415
+
+    if settings.jwt_algorithm == "HS256":
+        return CheckResult("keys", "ok", "HS256 with SECRET_KEY; no keys to publish")
+    lifetime = token_lifetime(settings)
+
+    async def run(kit: Runtime, session: AsyncSession) -> tuple[list[KeyInfo], bool, datetime]:
+        keyring = kit.tokens.keyring
+        assert keyring is not None  # noqa: S101 - an asymmetric algorithm has one
+        usable = (await keyring.refresh(create=False)).signer is not None
+        return (
+            await stored_keys(session, now=kit.clock(), token_lifetime=lifetime),
+            usable,
+            kit.clock(),
+        )
+
+    found, usable, now = run_with_session(settings, run)
+    active = next((key for key in found if key.state == "active"), None)
+    if active is None or not usable:
+        problem = (
+            f"the active key {active.kid} cannot be decrypted with ENCRYPTION_KEYS"
+            if active is not None
+            else "no signing key yet"
+        )
+        if settings.is_production:
+            return CheckResult(
+                "keys", "fail", f"{problem}; run `starterkit keys generate --activate`"
+            )
+        return CheckResult("keys", "warn", f"{problem}; the service makes one when it starts")
+    published = sum(1 for key in found if key.state != "expired")
+    age = now - (active.activated_at or active.created_at)
+    detail = (
+        f"{active.algorithm} key {active.kid} signs ({age.days} days old); {published} published"
+    )
+    max_age = settings.signing_key_max_age_days
+    if age > timedelta(days=max_age):
+        return CheckResult(
+            "keys",
+            "warn",
+            f"{detail}; it is older than SIGNING_KEY_MAX_AGE_DAYS={max_age}: rotate it "
+            "(`starterkit keys generate`, later `starterkit keys rotate`)",
+        )
+    return CheckResult("keys", "ok", detail)
 
 
 def _site(url: str) -> str:

@@ -9,7 +9,7 @@ have expired it can go with ``retire``.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -20,7 +20,6 @@ from starterkit.logs import say
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
-    from starterkit.cli.checks import CheckResult
     from starterkit.runtime import Runtime
     from starterkit.settings import Settings
     from starterkit.signing.jwk import AsymmetricAlgorithm
@@ -200,52 +199,3 @@ def signing_key_problem(settings: Settings) -> str | None:
     if run_with_session(settings, run):
         return None
     return NO_KEYS.format(algorithm=settings.jwt_algorithm)
-
-
-def check_signing_keys(settings: Settings) -> CheckResult:
-    """The ``keys`` row of ``starterkit check``: which key signs, and whether it is too old."""
-    from starterkit.cli.accounts import run_with_session  # noqa: PLC0415
-    from starterkit.cli.checks import CheckResult  # noqa: PLC0415
-    from starterkit.signing.service import list_keys as stored_keys  # noqa: PLC0415
-
-    if settings.jwt_algorithm == "HS256":
-        return CheckResult("keys", "ok", "HS256 with SECRET_KEY; no keys to publish")
-    lifetime = token_lifetime(settings)
-
-    async def run(kit: Runtime, session: AsyncSession) -> tuple[list[KeyInfo], bool, datetime]:
-        keyring = kit.tokens.keyring
-        assert keyring is not None  # noqa: S101 - an asymmetric algorithm has one
-        usable = (await keyring.refresh(create=False)).signer is not None
-        return (
-            await stored_keys(session, now=kit.clock(), token_lifetime=lifetime),
-            usable,
-            kit.clock(),
-        )
-
-    found, usable, now = run_with_session(settings, run)
-    active = next((key for key in found if key.state == "active"), None)
-    if active is None or not usable:
-        problem = (
-            f"the active key {active.kid} cannot be decrypted with ENCRYPTION_KEYS"
-            if active is not None
-            else "no signing key yet"
-        )
-        if settings.is_production:
-            return CheckResult(
-                "keys", "fail", f"{problem}; run `starterkit keys generate --activate`"
-            )
-        return CheckResult("keys", "warn", f"{problem}; the service makes one when it starts")
-    published = sum(1 for key in found if key.state != "expired")
-    age = now - (active.activated_at or active.created_at)
-    detail = (
-        f"{active.algorithm} key {active.kid} signs ({age.days} days old); {published} published"
-    )
-    max_age = settings.signing_key_max_age_days
-    if age > timedelta(days=max_age):
-        return CheckResult(
-            "keys",
-            "warn",
-            f"{detail}; it is older than SIGNING_KEY_MAX_AGE_DAYS={max_age}: rotate it "
-            "(`starterkit keys generate`, later `starterkit keys rotate`)",
-        )
-    return CheckResult("keys", "ok", detail)
