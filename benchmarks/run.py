@@ -122,6 +122,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="Redis for --backend redis; keys get a unique prefix and only those are deleted "
         "afterwards; default: STARTERKIT_TEST_REDIS_URL, else redis://127.0.0.1:6379/0",
     )
+    parser.add_argument(
+        "--jwt-algorithm",
+        choices=("EdDSA", "ES256", "RS256", "HS256"),
+        default="EdDSA",
+        help="JWT_ALGORITHM of the servers (default: EdDSA, starterkit's default)",
+    )
     parser.add_argument("--connections", type=int, default=32, help="wrk connections")
     parser.add_argument("--duration", type=int, default=8, help="seconds per wrk run")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of floor/endpoint turns")
@@ -246,6 +252,7 @@ def run_settings(args: argparse.Namespace, stack: ExitStack) -> tuple[dict[str, 
         "refresh_token_secret": secrets.token_urlsafe(48),
         # One token lasts the whole run, and the limits never throttle the load.
         "access_token_expire_minutes": str(24 * 60),
+        "jwt_algorithm": args.jwt_algorithm,
         "auth_login_rate_limit": UNTHROTTLED,
         "auth_refresh_rate_limit": UNTHROTTLED,
         "auth_register_rate_limit": UNTHROTTLED,
@@ -287,6 +294,7 @@ def run(args: argparse.Namespace, stack: ExitStack) -> Report:
         machine=machine(extra),
         command=command_line(),
         settings="one worker (`starterkit serve` defaults), ACCESS_TOKEN_EXPIRE_MINUTES=1440, "
+        f"JWT_ALGORITHM={args.jwt_algorithm}, "
         f"auth rate limits {UNTHROTTLED}, CACHE_TTL_SECONDS 30 (0 for the cache-miss server)",
     )
     print(report.as_text(), file=sys.stderr, flush=True)

@@ -100,6 +100,7 @@ class Keyring:
         self._clock = clock
         self._keyset: Keyset | None = None
         self._last_forced = 0.0
+        self._refreshing = False
 
     @property
     def keyset(self) -> Keyset | None:
@@ -114,6 +115,8 @@ class Keyring:
         """
         keyset = self._keyset
         if keyset is None or time.monotonic() - keyset.loaded_at >= self._refresh_seconds:
+            if keyset is not None and self._refreshing:
+                return keyset  # another request is reading them; a moment older is fine
             keyset = await self.refresh(create=create)
         return keyset
 
@@ -130,6 +133,13 @@ class Keyring:
     async def refresh(self, *, create: bool = True, force_create: bool = False) -> Keyset:
         """Read the keys now, and make the first one where that is allowed (outside
         production) or asked for (``force_create``: ``starterkit migrate``)."""
+        self._refreshing = True
+        try:
+            return await self._refresh(create=create, force_create=force_create)
+        finally:
+            self._refreshing = False
+
+    async def _refresh(self, *, create: bool, force_create: bool) -> Keyset:
         async with self._sessionmaker() as session:
             keyset = await self._read(session)
             wanted = force_create or (create and self._create_missing)
