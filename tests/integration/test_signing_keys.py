@@ -278,3 +278,32 @@ def _unsigned(token: str, kid: str) -> str:
         return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
 
     return f"{part({'alg': 'none', 'typ': 'at+jwt', 'kid': kid})}.{part(unverified(token))}."
+
+
+async def test_the_last_keys_read_stay_in_use_while_the_database_is_away(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    async for client, kit in started(settings.model_copy(update={"keyset_refresh_seconds": 1})):
+        token = (await signed_up(client, "away@example.com"))["access_token"]
+        keyring = kit.tokens.keyring
+        before = await keyring.ready()
+
+        class Unreachable:
+            async def __aenter__(self) -> None:
+                raise ConnectionRefusedError("the database is away")
+
+            async def __aexit__(self, *_: object) -> None:
+                return None
+
+        reachable = keyring._sessionmaker
+        keyring._sessionmaker = Unreachable
+        try:
+            await asyncio.sleep(1.1)
+            with caplog.at_level("WARNING", logger="starterkit.signing"):
+                kept = await keyring.ready()
+            assert kept.verifiers == before.verifiers
+            assert "keeping the last ones" in caplog.text
+            claims = await kit.tokens.verify_access_token(token)
+            assert claims.key_id == header_of(token)["kid"]
+        finally:
+            keyring._sessionmaker = reachable

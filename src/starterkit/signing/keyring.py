@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -117,7 +117,16 @@ class Keyring:
         if keyset is None or time.monotonic() - keyset.loaded_at >= self._refresh_seconds:
             if keyset is not None and self._refreshing:
                 return keyset  # another request is reading them; a moment older is fine
-            keyset = await self.refresh(create=create)
+            if keyset is None:
+                return await self.refresh(create=create)
+            try:
+                keyset = await self.refresh(create=create)
+            except Exception as error:  # noqa: BLE001 - the database may be away for a while
+                # The keys read last stay right until someone rotates; requests that need
+                # nothing else from the database go on. Try again after the next interval.
+                logger.warning("reading the signing keys failed, keeping the last ones: %r", error)
+                keyset = replace(keyset, loaded_at=time.monotonic())
+                self._keyset = keyset
         return keyset
 
     async def refresh_for_unknown_kid(self) -> bool:
