@@ -7,6 +7,11 @@ reads compute new keys and never see the old entries, also on other instances sh
 A read fetches the generation before it queries the database: if a write lands in between, the
 read stores its (possibly stale) result under the old generation, where nobody looks again.
 
+A lookup is one step: in Redis one script reads the epoch, the user's generation and the entry
+(one round trip). Concurrent misses of one key in one process are computed once: the others
+wait for that result (single flight), so an expiring entry under load costs one query, not one
+per waiting request.
+
 If Redis fails, the cache steps aside: requests go to the database for a few seconds, then
 Redis is tried again. Because writes made during the outage could not bump generations, the
 first instance to reach Redis again bumps the global epoch, which orphans every older entry.
@@ -14,6 +19,7 @@ first instance to reach Redis again bumps the global epoch, which orphans every 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import OrderedDict
@@ -23,6 +29,7 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
+    from redis.commands.core import AsyncScript
 
 logger = logging.getLogger("starterkit.cache")
 
@@ -42,6 +49,17 @@ class CacheBackend(Protocol):
 
     async def incr(self, key: str, ttl: int) -> int:
         """Increment a counter (missing counts as 0) and keep it for ``ttl`` seconds."""
+
+    async def get_entry(self, keys: str, user_id: int, route: str) -> tuple[str, bytes | None]:
+        """The key of ``route``'s entry for ``user_id`` under the current epoch and the user's
+        generation, and its value: ``{keys}c:{epoch}:{user}:{generation}:{route}``."""
+
+
+def entry_key(
+    keys: str, epoch: bytes | None, user_id: int, generation: bytes | None, route: str
+) -> str:
+    """Where the entry of ``route`` for ``user_id`` lives under these counters."""
+    return f"{keys}c:{int(epoch or 0)}:{user_id}:{int(generation or 0)}:{route}"
 
 
 class MemoryBackend:
@@ -82,12 +100,40 @@ class MemoryBackend:
         self._counters[key] = self._counters.get(key, 0) + 1
         return self._counters[key]
 
+    async def get_entry(self, keys: str, user_id: int, route: str) -> tuple[str, bytes | None]:
+        epoch, generation = await self.get_many([f"{keys}epoch", f"{keys}gen:{user_id}"])
+        key = entry_key(keys, epoch, user_id, generation, route)
+        [value] = await self.get_many([key])
+        return key, value
+
+
+# Reads both counters and the entry they point at in one round trip. The entry's key is built
+# in the script, so this needs one Redis (not a Cluster, where keys must be declared).
+_GET_ENTRY = """
+local epoch = redis.call('GET', KEYS[1]) or '0'
+local generation = redis.call('GET', KEYS[2]) or '0'
+local key = ARGV[1] .. 'c:' .. epoch .. ':' .. ARGV[2] .. ':' .. generation .. ':' .. ARGV[3]
+return {key, redis.call('GET', key)}
+"""
+
 
 class RedisBackend:
     """Entries and counters in Redis, shared by every instance."""
 
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
+        self._get_entry: AsyncScript = redis.register_script(_GET_ENTRY)
+
+    async def get_entry(self, keys: str, user_id: int, route: str) -> tuple[str, bytes | None]:
+        found = await self._get_entry(
+            keys=[f"{keys}epoch", f"{keys}gen:{user_id}"], args=[keys, user_id, route]
+        )
+        key, value = found[0], found[1] if len(found) > 1 else None
+        if isinstance(key, bytes):
+            key = key.decode()
+        if isinstance(value, str):
+            value = value.encode()
+        return str(key), value
 
     async def get_many(self, keys: list[str]) -> list[bytes | None]:
         values = await self._redis.mget(keys)
@@ -145,6 +191,8 @@ class ResponseCache:
         self._namespace = namespace
         self._unavailable_until = 0.0
         self._dirty = False  # a failure happened: bump the epoch before trusting entries again
+        # Entries being computed after a miss, by key: later misses wait for them.
+        self._in_flight: dict[str, asyncio.Future[CachedResponse | None]] = {}
         self.hits = 0
         self.misses = 0
 
@@ -170,11 +218,7 @@ class ResponseCache:
         if keys is None or not await self._usable(keys):
             return CacheLookup(hit=None, key=None)
         try:
-            epoch, generation = await self._backend.get_many(
-                [f"{keys}epoch", f"{keys}gen:{user_id}"]
-            )
-            key = f"{keys}c:{int(epoch or 0)}:{user_id}:{int(generation or 0)}:{route}"
-            [raw] = await self._backend.get_many([key])
+            key, raw = await self._backend.get_entry(keys, user_id, route)
         except Exception as error:  # noqa: BLE001 - any backend failure bypasses the cache
             self._failed(error)
             return CacheLookup(hit=None, key=None)
@@ -184,6 +228,42 @@ class ResponseCache:
         self.hits += 1
         etag, _, body = raw.partition(b"\n")
         return CacheLookup(hit=CachedResponse(body=body, etag=etag.decode()), key=key)
+
+    async def fetch(
+        self, user_id: int, route: str, compute: Callable[[], Awaitable[CachedResponse]]
+    ) -> CachedResponse:
+        """The cached response of ``route`` for ``user_id``, or ``compute()``'s, then stored.
+
+        Concurrent misses of the same entry in this process compute it once; the others get
+        that result, which is exactly what a hit on that entry would have given them (the
+        entry's key carries the generation each of them looked up).
+        """
+        lookup = await self.lookup(user_id, route)
+        if lookup.hit is not None:
+            return lookup.hit
+        key = lookup.key
+        if key is None:
+            return await compute()
+        loop = asyncio.get_running_loop()
+        leader = self._in_flight.get(key)
+        if leader is not None and leader.get_loop() is loop:
+            computed = await asyncio.shield(leader)
+            if computed is not None:
+                return computed
+            return await compute()  # the first one failed: on our own
+        future: asyncio.Future[CachedResponse | None] = loop.create_future()
+        self._in_flight[key] = future
+        try:
+            fresh = await compute()
+        except BaseException:
+            future.set_result(None)
+            raise
+        finally:
+            if self._in_flight.get(key) is future:
+                del self._in_flight[key]
+        future.set_result(fresh)
+        await self.store(lookup, fresh)
+        return fresh
 
     async def store(self, lookup: CacheLookup, response: CachedResponse) -> None:
         """Keep a response computed after a miss, under the generation read at lookup."""

@@ -6,6 +6,7 @@ import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio.to_thread
 import httpx
@@ -209,3 +210,32 @@ async def test_without_an_installation_id_redis_keys_wait(
         assert (await kit.cache.lookup(1, "items")).key is not None
     finally:
         await kit.aclose()
+
+
+async def test_a_cache_hit_on_redis_is_one_round_trip(shared_settings: Settings) -> None:
+    app = create_app(shared_settings)
+    kit: StarterKit = app.state.starterkit
+    async with app_client(app) as client:
+        headers = bearer((await signed_up(client, "trips@example.com"))["access_token"])
+        await client.post(f"{API}/items", json={"title": "counted"}, headers=headers)
+        assert (await client.get(f"{API}/items", headers=headers)).status_code == 200  # stored
+        sent: list[str] = []
+        redis = kit.redis
+        assert redis is not None
+        execute: Any = redis.execute_command
+
+        async def counted(*args: object, **options: object) -> object:
+            sent.append(str(args[0]))
+            return await execute(*args, **options)
+
+        redis.execute_command = counted  # type: ignore[method-assign]
+        try:
+            hit = await client.get(f"{API}/items", headers=headers)
+        finally:
+            redis.execute_command = execute  # type: ignore[method-assign]
+        assert hit.status_code == 200
+        assert [i["title"] for i in hit.json()["items"]] == ["counted"]
+        cache_commands = [
+            name for name in sent if name.upper() in {"EVALSHA", "EVAL", "MGET", "GET"}
+        ]
+        assert cache_commands == ["EVALSHA"], sent

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from starterkit.cache import CachedResponse, MemoryBackend, ResponseCache
@@ -117,3 +119,68 @@ async def test_a_failing_backend_is_bypassed_then_the_epoch_is_bumped_on_recover
     # The old entry survived in the backend, but the epoch bump makes it unreachable.
     assert (await cache.lookup(1, "items")).hit is None
     assert "reachable again" in caplog.text
+
+
+async def test_concurrent_misses_of_one_entry_compute_it_once() -> None:
+    cache = ResponseCache(MemoryBackend(), ttl_seconds=30, prefix="t:")
+    computed = 0
+    release = asyncio.Event()
+
+    async def compute() -> CachedResponse:
+        nonlocal computed
+        computed += 1
+        await release.wait()  # the entry's query takes a while; others arrive meanwhile
+        return response(f"v{computed}")
+
+    readers = [asyncio.create_task(cache.fetch(1, "items", compute)) for _ in range(20)]
+    await asyncio.sleep(0)
+    release.set()
+    results = await asyncio.gather(*readers)
+    assert computed == 1
+    assert results == [response("v1")] * 20
+    assert (await cache.lookup(1, "items")).hit == response("v1")  # stored once, by the first
+
+
+async def test_a_miss_after_a_write_never_joins_the_computation_of_an_older_generation() -> None:
+    cache = ResponseCache(MemoryBackend(), ttl_seconds=30, prefix="t:")
+    release = asyncio.Event()
+    versions = iter(["before the write", "after the write"])
+
+    async def compute() -> CachedResponse:
+        text = next(versions)
+        if text == "before the write":
+            await release.wait()
+        return response(text)
+
+    early = asyncio.create_task(cache.fetch(1, "items", compute))
+    await asyncio.sleep(0)
+    await cache.invalidate(1)  # a write commits while the early read is computing
+    late = await cache.fetch(1, "items", compute)
+    assert late == response("after the write")
+    release.set()
+    assert await early == response("before the write")
+    assert (await cache.lookup(1, "items")).hit == response("after the write")
+
+
+async def test_when_the_first_computation_fails_the_waiting_ones_compute_their_own() -> None:
+    cache = ResponseCache(MemoryBackend(), ttl_seconds=30, prefix="t:")
+    release = asyncio.Event()
+    calls = 0
+
+    async def compute() -> CachedResponse:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await release.wait()
+            raise RuntimeError("the database went away")
+        return response("retried")
+
+    first = asyncio.create_task(cache.fetch(1, "items", compute))
+    await asyncio.sleep(0)
+    second = asyncio.create_task(cache.fetch(1, "items", compute))
+    await asyncio.sleep(0)
+    release.set()
+    with pytest.raises(RuntimeError):
+        await first
+    assert await second == response("retried")
+    assert calls == 2

@@ -108,10 +108,9 @@ class ItemReads:
         if user.is_superuser:
             body = await render()
             return CachedResponse(body, etag_of(body))
-        lookup = await self._cache.lookup(user.id, route)
-        if lookup.hit is not None:
-            return lookup.hit
-        body = await render()
-        fresh = CachedResponse(body, etag_of(body))
-        await self._cache.store(lookup, fresh)
-        return fresh
+
+        async def rendered() -> CachedResponse:
+            body = await render()
+            return CachedResponse(body, etag_of(body))
+
+        return await self._cache.fetch(user.id, route, rendered)
