@@ -258,11 +258,13 @@ class ResponseCache:
         except BaseException:
             future.set_result(None)
             raise
+        else:
+            # Readers arriving while it is being stored still get it from the future.
+            future.set_result(fresh)
+            await self.store(lookup, fresh)
         finally:
             if self._in_flight.get(key) is future:
                 del self._in_flight[key]
-        future.set_result(fresh)
-        await self.store(lookup, fresh)
         return fresh
 
     async def store(self, lookup: CacheLookup, response: CachedResponse) -> None:
