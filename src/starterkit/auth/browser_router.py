@@ -39,10 +39,6 @@ from starterkit.users.schemas import UserRead
 
 # Responses that set session cookies must not be stored by any cache.
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-_REFRESH_COOKIE_NOTE = (
-    f"Uses the `{REFRESH_COOKIE}` cookie (sent by the browser to `/auth/browser/*` only) and "
-    f"needs the session's CSRF token in `{CSRF_HEADER}`."
-)
 
 
 def build_browser_router(kit: Runtime) -> APIRouter:
@@ -173,6 +169,9 @@ def build_browser_router(kit: Runtime) -> APIRouter:
     ) -> BrowserSessionRead:
         """Rotate the session's cookies when the access cookie has expired (or a route
         answered 401). The rotation, reuse and grace rules of `/auth/refresh` apply.
+
+        Uses the `starterkit_refresh` cookie (sent by the browser to `/auth/browser/*` only)
+        and needs the session's CSRF token in `X-CSRF-Token`.
         """
         session_id = await cookie_session_id(request, session)
         csrf_token = browser.check_csrf(request, session_id)
@@ -181,8 +180,6 @@ def build_browser_router(kit: Runtime) -> APIRouter:
         )
         start(request, response, issued, csrf_token)
         return BrowserSessionRead(expires_in=issued.expires_in, csrf_token=csrf_token)
-
-    browser_refresh.__doc__ = f"{browser_refresh.__doc__}\n{_REFRESH_COOKIE_NOTE}"
 
     @router.post(
         "/logout",
@@ -195,7 +192,11 @@ def build_browser_router(kit: Runtime) -> APIRouter:
         request: Request, response: Response, origin: RequestOrigin, session: Session
     ) -> None:
         """End the browser's session and clear its cookies. Without a live session it only
-        clears them."""
+        clears them.
+
+        Uses the `starterkit_refresh` cookie and needs the session's CSRF token in
+        `X-CSRF-Token`.
+        """
         refresh_token = request.cookies.get(REFRESH_COOKIE)
         if refresh_token:
             session_id = await service.session_of_refresh_token(
@@ -212,8 +213,6 @@ def build_browser_router(kit: Runtime) -> APIRouter:
                 )
                 await session.commit()
         browser.clear_cookies(request, response, refresh_path=refresh_path(request))
-
-    browser_logout.__doc__ = f"{browser_logout.__doc__}\n{_REFRESH_COOKIE_NOTE}"
 
     @router.get(
         "/csrf",
