@@ -19,6 +19,7 @@ from starterkit.audit import Origin
 from starterkit.auth import flows, service
 from starterkit.auth.browser import CSRF_COOKIE, CSRF_HEADER, REFRESH_COOKIE, SessionCookies
 from starterkit.auth.dependencies import NOT_AUTHENTICATED, authenticated_by_cookie
+from starterkit.auth.flows import NO_STORE
 from starterkit.auth.schemas import (
     BrowserLoginRead,
     BrowserSessionRead,
@@ -36,9 +37,6 @@ from starterkit.mfa.schemas import (
 )
 from starterkit.runtime import Runtime
 from starterkit.users.schemas import UserRead
-
-# Responses that set session cookies must not be stored by any cache.
-NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
 def build_browser_router(kit: Runtime) -> APIRouter:

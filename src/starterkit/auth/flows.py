@@ -31,6 +31,10 @@ from starterkit.mfa.schemas import (
 from starterkit.ratelimit.counters import parse_limit, raise_if_refused
 from starterkit.users.service import address_key
 
+# RFC 6749 §5.1: answers carrying tokens, secrets or session cookies must not be stored by
+# any cache.
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
     from starlette.requests import Request

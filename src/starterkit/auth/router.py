@@ -18,6 +18,7 @@ from starterkit.audit import Origin
 from starterkit.auth import flows, service
 from starterkit.auth.browser_router import build_browser_router
 from starterkit.auth.dependencies import claims_of
+from starterkit.auth.flows import NO_STORE
 from starterkit.auth.schemas import LoginRequest, RefreshRequest, SessionRead, TokenPair
 from starterkit.db.models import User
 from starterkit.errors import error_responses
@@ -28,9 +29,6 @@ from starterkit.mfa.router import build_mfa_router
 from starterkit.mfa.schemas import MFAChallengeRead
 from starterkit.runtime import Runtime
 from starterkit.schemas import MAX_DB_INT
-
-# RFC 6749 §5.1: responses carrying tokens must not be stored by any cache.
-TOKEN_HEADERS = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 _FORM_SCHEMA = {
     "type": "object",
@@ -120,7 +118,7 @@ def build_auth_router(kit: Runtime, *, tags: Sequence[str] = ("auth",)) -> APIRo
             origin=origin,
             second_factor=not from_form,
         )
-        response.headers.update(TOKEN_HEADERS)
+        response.headers.update(NO_STORE)
         if isinstance(issued, PendingMFA):
             return MFAChallengeRead(
                 mfa_token=issued.mfa_token,
@@ -151,7 +149,7 @@ def build_auth_router(kit: Runtime, *, tags: Sequence[str] = ("auth",)) -> APIRo
         issued = await flows.refresh_step(
             kit, session, request, refresh_token=payload.refresh_token, origin=origin
         )
-        response.headers.update(TOKEN_HEADERS)
+        response.headers.update(NO_STORE)
         return _token_pair(issued)
 
     @router.post(

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starterkit.audit import Origin
 from starterkit.auth import flows
 from starterkit.auth.dependencies import authenticated_by_cookie
+from starterkit.auth.flows import NO_STORE
 from starterkit.auth.schemas import TokenPair
 from starterkit.db.models import User
 from starterkit.errors import error_responses
@@ -27,9 +28,6 @@ from starterkit.mfa.schemas import (
     TOTPSetupRead,
 )
 from starterkit.runtime import Runtime
-
-# RFC 6749 §5.1: responses carrying tokens or secrets must not be stored by any cache.
-NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
 def build_mfa_router(kit: Runtime) -> APIRouter:
