@@ -161,7 +161,7 @@ class Keyring:
                     activate=True,
                 )
                 await session.commit()
-                logger.warning("made and activated signing key %s (%s)", key.kid, key.algorithm)
+                logger.info("made and activated signing key %s (%s)", key.kid, key.algorithm)
                 keyset = await self._read(session)
         self._keyset = keyset
         return keyset
