@@ -43,6 +43,10 @@ class EventType(StrEnum):
     RECOVERY_CODE_USED = "recovery_code_used"
     RECOVERY_CODES_REGENERATED = "recovery_codes_regenerated"
     REAUTHENTICATED = "reauthenticated"
+    OAUTH_LOGIN = "oauth_login"  # a provider vouched for the user (a session follows)
+    OAUTH_LOGIN_FAILED = "oauth_login_failed"
+    OAUTH_LINKED = "oauth_linked"
+    OAUTH_UNLINKED = "oauth_unlinked"
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,6 +38,7 @@ ReuseHook = Callable[[int, int, "Request | None"], Awaitable[None]]
 TokenHook = Callable[["User", str, "Request | None"], Awaitable[None]]
 UserIdHook = Callable[[int, "Request | None"], Awaitable[None]]
 CountHook = Callable[["User", int, "Request | None"], Awaitable[None]]
+ProviderHook = Callable[["User", str, bool, "Request | None"], Awaitable[None]]
 
 
 @dataclass
@@ -72,6 +73,10 @@ class Hooks:
     """``(user_id, request)`` after a wrong code at the second step of a login."""
     on_recovery_code_used: CountHook | None = None
     """``(user, codes_left, request)`` after a login with a recovery code."""
+    on_after_oauth_login: ProviderHook | None = None
+    """``(user, provider, created, request)`` after a provider vouched for ``user`` at the
+    social-login callback (``created``: the account was made just now); the front end's
+    exchange of the code, and a second factor if the account has one, are still to come."""
 
     # Firing: one typed method per hook, so mypy checks every call's name and arguments.
 
@@ -130,6 +135,14 @@ class Hooks:
     async def recovery_code_used(self, user: User, left: int, request: Request | None) -> None:
         """Run ``on_recovery_code_used``."""
         await _run("on_recovery_code_used", self.on_recovery_code_used, user, left, request)
+
+    async def after_oauth_login(
+        self, user: User, provider: str, created: bool, request: Request | None
+    ) -> None:
+        """Run ``on_after_oauth_login``."""
+        await _run(
+            "on_after_oauth_login", self.on_after_oauth_login, user, provider, created, request
+        )
 
 
 async def _run(

@@ -74,6 +74,8 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
     from slowapi import Limiter
 
+    from starterkit.oauth.clients import ProviderClient
+
 logger = logging.getLogger("starterkit")
 
 HEALTH_CHECK_TIMEOUT_SECONDS = 2.0
@@ -336,6 +338,15 @@ class Runtime:
             secure=settings.cookie_secure,
             development=settings.environment == "development",
         )
+
+    @functools.cached_property
+    def oauth_clients(self) -> dict[str, ProviderClient]:
+        """The clients of the OAUTH_PROVIDERS, by name (nothing is fetched until first use)."""
+        from starterkit.oauth.clients import build_client  # noqa: PLC0415 - Authlib is heavy
+
+        return {
+            name: build_client(config) for name, config in self.settings.oauth_providers.items()
+        }
 
     @functools.cached_property
     def token_secrets(self) -> tuple[str, str]:

@@ -21,6 +21,7 @@ from pydantic_settings import (
 )
 
 from starterkit.database_url import DatabaseKind, database_kind, normalize_database_url
+from starterkit.oauth.providers import ProviderConfig, parse_providers
 
 ENV_PREFIX = "STARTERKIT_"
 MIN_SECRET_LENGTH = 32
@@ -277,6 +278,25 @@ class Settings(BaseSettings):
         description="The `Secure` attribute of the browser-session cookies. Unset: Secure, "
         "except in development over plain http on a loopback host. Production refuses false.",
     )
+    # Social login (OAuth 2.0 / OpenID Connect providers).
+    oauth_providers: Annotated[dict[str, ProviderConfig], NoDecode] = Field(
+        default_factory=dict,
+        description="Identity providers to sign in with, a JSON object of name → "
+        '`{"issuer": …, "client_id": …, "client_secret": …}` (any OpenID Connect provider) or '
+        '`{"preset": "github", "client_id": …, "client_secret": …}`. See Social login.',
+    )
+    oauth_redirect_urls: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Where a social login may send the browser back to (`redirect_to`), as a "
+        "JSON list of exact URLs (query strings are ignored when comparing); the first is "
+        "where a login whose state is unknown ends up.",
+    )
+    oauth_callback_base_url: str = Field(
+        default="",
+        description="The public base URL of this API, e.g. `https://api.example.com`, used "
+        "in the callback URL registered at each provider. Empty: the address the request "
+        "came to.",
+    )
     trusted_proxies: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="IPs and CIDRs of proxies whose `X-Forwarded-For` is believed.",
@@ -463,6 +483,7 @@ class Settings(BaseSettings):
         "migration_locations",
         "model_modules",
         "encryption_keys",
+        "oauth_redirect_urls",
         mode="before",
     )
     @classmethod
@@ -497,6 +518,34 @@ class Settings(BaseSettings):
                     f"URL-safe base64); entry {position} is not one"
                 )
         return value
+
+    @field_validator("oauth_providers", mode="before")
+    @classmethod
+    def _oauth_providers(cls, value: Any) -> Any:
+        return parse_providers(value)
+
+    @field_validator("oauth_redirect_urls")
+    @classmethod
+    def _oauth_redirect_urls(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        for url in value:
+            if not url.startswith(("http://", "https://")) or "#" in url:
+                raise ValueError(f"{url!r} is not a URL such as https://app.example/login/done")
+        if info.data.get("oauth_providers") and not value:
+            raise ValueError(
+                "needs at least one URL while OAUTH_PROVIDERS is set: the pages a social "
+                "login may send the browser back to"
+            )
+        return value
+
+    @field_validator("oauth_callback_base_url")
+    @classmethod
+    def _oauth_callback_base_url(cls, value: str) -> str:
+        value = value.strip()
+        if value and (
+            not value.startswith(("http://", "https://")) or "?" in value or "#" in value
+        ):
+            raise ValueError("must be a base URL such as https://api.example.com, without ? or #")
+        return value.rstrip("/")
 
     @field_validator("cors_allow_credentials")
     @classmethod
@@ -642,7 +691,7 @@ def settings_problems(error: Exception) -> list[str]:
     for item in error.errors(include_url=False):
         field = ".".join(str(part) for part in item["loc"][:1]) or "settings"
         message = item["msg"].removeprefix("Value error, ")
-        if not message.startswith(("is ", "must ", "uses ", "needs ", "cannot ")):
+        if not message.startswith(("is ", "must ", "uses ", "needs ", "cannot ", "has ", "names ")):
             message = f"is invalid: {message[0].lower()}{message[1:]}"
         problems.append(f"{_variable_of(field)} {message}.")
     return problems

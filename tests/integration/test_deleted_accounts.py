@@ -5,14 +5,24 @@ from __future__ import annotations
 import anyio.to_thread
 import httpx
 import pytest
-from sqlalchemy import delete, text
+from sqlalchemy import column, delete, insert, table, text
 
 from starterkit import Item, Settings, StarterKit, User
 from starterkit.audit import CLI
 from starterkit.db import migrate
+from starterkit.db.base import UTCDateTime, utcnow
 from starterkit.users import service
 from tests.conftest import SettingsFactory
 from tests.support.auth import API, PASSWORD, bearer, login, make_superuser, signed_up
+
+USERS_AT_0004 = table(
+    "users",
+    column("email"),
+    column("hashed_password"),
+    column("token_version"),
+    column("created_at", UTCDateTime()),
+    column("updated_at", UTCDateTime()),
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -92,7 +102,14 @@ async def test_ids_of_deleted_rows_are_never_handed_out_again(
     try:
         # Rows made before the upgrade survive it, and the next ids go on after the largest.
         async with kit.sessionmaker() as session:
-            session.add_all([User(email=f"u{n}@example.com", hashed_password="x") for n in (1, 2)])
+            # The users table of that revision: the model has columns added since.
+            now = utcnow()
+            rows = [
+                {"email": f"u{n}@example.com", "hashed_password": "x", "token_version": 0}
+                | {"created_at": now, "updated_at": now}
+                for n in (1, 2)
+            ]
+            await session.execute(insert(USERS_AT_0004), rows)
             await session.commit()
             session.add(Item(title="kept", owner_id=1))
             await session.commit()

@@ -28,6 +28,8 @@ USER_FIELDS = {
     "is_active",
     "is_superuser",
     "is_verified",
+    "has_password",
+    "linked_providers",
     "created_at",
     "updated_at",
 }

@@ -35,6 +35,7 @@ from starterkit.mfa.schemas import (
     MFALoginRequest,
     ReauthenticateRequest,
 )
+from starterkit.oauth.schemas import ExchangeRequest
 from starterkit.runtime import Runtime
 from starterkit.users.schemas import UserRead
 
@@ -52,6 +53,9 @@ def build_browser_router(kit: Runtime) -> APIRouter:
     login_limit = Depends(kit.limit_per_client("login", settings.auth_login_rate_limit))
     mfa_limit = Depends(kit.limit_per_client("login-mfa", settings.auth_login_rate_limit))
     refresh_limit = Depends(kit.limit_per_client("refresh", settings.auth_refresh_rate_limit))
+    oauth_exchange_limit = Depends(
+        kit.limit_per_client("oauth-exchange", settings.auth_login_rate_limit)
+    )
 
     def refresh_path(request: Request) -> str:
         """The folder of these routes, wherever the router is mounted: the refresh cookie's
@@ -153,6 +157,35 @@ def build_browser_router(kit: Runtime) -> APIRouter:
             payload=payload,
             origin=origin,
         )
+        return logged_in(request, response, issued)
+
+    @router.post(
+        "/oauth/exchange",
+        name="auth:browser_oauth_exchange",
+        response_model=BrowserLoginRead | MFAChallengeRead,
+        dependencies=[trusted_origin, oauth_exchange_limit],
+        responses=error_responses(401, 403, 422, 429),
+    )
+    async def browser_oauth_exchange(
+        payload: ExchangeRequest,
+        request: Request,
+        response: Response,
+        origin: RequestOrigin,
+        session: Session,
+    ) -> BrowserLoginRead | MFAChallengeRead:
+        """Exchange a social login's `code` for a browser session, like `/auth/oauth/exchange`
+        but with the session's cookies. An account with a second factor gets the
+        `mfa_required` answer: finish at `/auth/browser/login/mfa`."""
+        issued = await flows.oauth_exchange_step(
+            kit, session, request, code=payload.code, origin=origin
+        )
+        if isinstance(issued, PendingMFA):
+            response.headers.update(NO_STORE)
+            return MFAChallengeRead(
+                mfa_token=issued.mfa_token,
+                methods=list(issued.methods),
+                expires_in=issued.expires_in,
+            )
         return logged_in(request, response, issued)
 
     @router.post(

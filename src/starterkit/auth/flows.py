@@ -1,5 +1,6 @@
-"""Login, its second step, refresh and re-authentication as routes run them, shared by the
-token routes (``/auth/login`` …) and the browser routes (``/auth/browser/login`` …).
+"""Login, its second step, refresh, re-authentication and the social-login exchange as routes
+run them, shared by the token routes (``/auth/login`` …) and the browser routes
+(``/auth/browser/login`` …).
 
 Each flow calls its service once, applies the per-account limits around it, commits (refusals
 too: their audit records, revocations and counters must stick) and runs the hooks. What
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from starterkit.audit import EventType, record_event
 from starterkit.auth import service
 from starterkit.auth.dependencies import claims_of
 from starterkit.exceptions import (
@@ -21,13 +23,14 @@ from starterkit.exceptions import (
     RefreshTokenReused,
 )
 from starterkit.mfa import service as mfa_service
-from starterkit.mfa.factors import PendingMFA, find_challenge
+from starterkit.mfa.factors import PendingMFA, active_totp, find_challenge, open_challenge
 from starterkit.mfa.schemas import (
     MFACodeLogin,
     MFALoginRequest,
     ReauthenticateRequest,
     ReauthenticateWithCode,
 )
+from starterkit.oauth import service as oauth_service
 from starterkit.ratelimit.counters import parse_limit, raise_if_refused
 from starterkit.users.service import address_key
 
@@ -209,6 +212,62 @@ async def reauthenticate_step(
         raise
     await session.commit()
     return fresh
+
+
+EXCHANGE_CODE_INVALID = "The code is invalid, was used or has expired; sign in again."
+
+
+async def oauth_exchange_step(
+    kit: Runtime, session: AsyncSession, request: Request, *, code: str, origin: Origin
+) -> service.IssuedTokens | PendingMFA:
+    """Turn a social login's exchange code into a session (``amr`` ``ext``), or into the
+    challenge of an account with a second factor: the provider replaced the password, not
+    the code.
+
+    Raises:
+        InvalidToken: the code is unknown, used or expired.
+        AuthenticationFailed: the account was deactivated since the callback.
+        EmailNotVerified: unverified accounts may not log in (ALLOW_UNVERIFIED_LOGIN=false).
+    """
+    await kit.tokens.ready()  # before the transaction: a first signing key may be made
+    now = kit.clock()
+    user = await oauth_service.redeem_exchange_code(session, code=code, now=now)
+    if user is None:
+        await session.commit()
+        raise InvalidToken(EXCHANGE_CODE_INVALID)
+    refusal: AuthenticationFailed | EmailNotVerified | None = None
+    if not user.is_active:
+        refusal = AuthenticationFailed("The account is deactivated.", user_id=user.id)
+    elif not kit.settings.allow_unverified_login and not user.is_verified:
+        refusal = EmailNotVerified(user_id=user.id)
+    if refusal is not None:
+        record_event(
+            session, event_type=EventType.LOGIN_FAILED, origin=origin, now=now, user_id=user.id
+        )
+        await session.commit()  # the code stays used, with the refusal's record
+        raise refusal
+    issued: service.IssuedTokens | PendingMFA
+    if await active_totp(session, user.id) is not None:
+        issued = await open_challenge(
+            session, user=user, keys=kit.mfa_keys, now=now, first_factor="ext"
+        )
+    else:
+        issued = await service.start_session(
+            session,
+            user=user,
+            tokens=kit.tokens,
+            lifetimes=kit.session_lifetimes,
+            origin=origin,
+            now=now,
+            amr=("ext",),
+        )
+        record_event(
+            session, event_type=EventType.LOGIN_SUCCEEDED, origin=origin, now=now, user_id=user.id
+        )
+    await session.commit()
+    if isinstance(issued, service.IssuedTokens):
+        await kit.hooks.after_login(user, request)
+    return issued
 
 
 def _mail_recovery_code_notice(kit: Runtime, user: User, codes_left: int) -> None:

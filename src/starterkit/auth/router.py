@@ -27,6 +27,7 @@ from starterkit.lifecycle.router import build_lifecycle_router
 from starterkit.mfa.factors import PendingMFA
 from starterkit.mfa.router import build_mfa_router
 from starterkit.mfa.schemas import MFAChallengeRead
+from starterkit.oauth.router import build_oauth_router
 from starterkit.runtime import Runtime
 from starterkit.schemas import MAX_DB_INT
 
@@ -238,6 +239,7 @@ def build_auth_router(kit: Runtime, *, tags: Sequence[str] = ("auth",)) -> APIRo
     router.include_router(build_lifecycle_router(kit))
     router.include_router(build_mfa_router(kit))
     router.include_router(build_browser_router(kit), prefix="/browser")
+    router.include_router(build_oauth_router(kit), prefix="/oauth")
     return router
 
 

@@ -87,9 +87,9 @@ async def authenticate(
             only after the password was found correct, so it tells a guesser nothing.
     """
     user = await get_user_by_email(session, email)
-    if user is None:
+    if user is None or not user.has_password:  # no password: made by a social login
         await hasher.dummy_verify()
-        raise AuthenticationFailed(LOGIN_FAILED)
+        raise AuthenticationFailed(LOGIN_FAILED, user_id=user.id if user else None)
     ok, new_hash = await hasher.verify_and_update(password, user.hashed_password)
     if not ok or not user.is_active:
         raise AuthenticationFailed(LOGIN_FAILED, user_id=user.id)

@@ -120,6 +120,7 @@ def run_checks(settings: Settings | None = None) -> list[CheckResult]:
     results.append(CheckResult("settings", "ok", f"environment {settings.environment}"))
     results.extend(check_exposure(settings))
     results.append(check_browser_sessions(settings))
+    results.append(_check_oauth(settings))
     database = _check_database(settings)
     results.append(database)
     if database.status == "ok":
@@ -134,6 +135,12 @@ def run_checks(settings: Settings | None = None) -> list[CheckResult]:
         results.append(CheckResult("keys", "skip", "needs the migrated database"))
     results.append(asyncio.run(_check_redis(settings)))
     return results
+
+
+def _check_oauth(settings: Settings) -> CheckResult:
+    from starterkit.cli.oauth_checks import check_oauth_providers  # noqa: PLC0415 - Authlib
+
+    return check_oauth_providers(settings)
 
 
 def check_exposure(settings: Settings) -> list[CheckResult]:

@@ -1,12 +1,12 @@
 """The tables starterkit owns: users, items, auth sessions, their refresh tokens, audit events,
-the installation row and the signing keys."""
+the installation row, the signing keys and social-login identities."""
 
 from __future__ import annotations
 
 import secrets
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, Index, String, Text, false, true
+from sqlalchemy import BigInteger, ForeignKey, Index, String, Text, UniqueConstraint, false, true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from starterkit.db.base import Base, BigIntId, utcnow
@@ -15,6 +15,9 @@ EMAIL_MAX_LENGTH = 320
 TITLE_MAX_LENGTH = 255
 DESCRIPTION_MAX_LENGTH = 10_000
 USER_AGENT_MAX_LENGTH = 512
+# Starts the stored "hash" of an account without a password (one made by a social login): no
+# hash scheme starts with it, so no password ever matches it.
+UNUSABLE_PASSWORD_PREFIX = "!"  # noqa: S105 - a marker, not a password
 # On tables whose ids clients see: SQLite would otherwise give a deleted row's id to the next
 # row (migration starterkit_0005). PostgreSQL's sequences never reuse one anyway.
 NEVER_REUSE_IDS = {"sqlite_autoincrement": True}
@@ -49,9 +52,22 @@ class User(TimestampMixin, Base):
     # starts at a random number, so that no token ever issued matches an account created
     # later, whatever its id (a token also names the account instance, not only the id).
     token_version: Mapped[int] = mapped_column(default=first_token_version, server_default="0")
+    # The providers of the account's linked social-login identities, space-separated and
+    # sorted: a copy of oauth_accounts kept on the row, so showing the user needs no query.
+    oauth_providers: Mapped[str] = mapped_column(String(255), default="", server_default="")
 
     def __repr__(self) -> str:
         return f"User(id={self.id!r}, email={self.email!r})"
+
+    @property
+    def has_password(self) -> bool:
+        """Whether the account has a password (accounts made by a social login have none)."""
+        return not self.hashed_password.startswith(UNUSABLE_PASSWORD_PREFIX)
+
+    @property
+    def linked_providers(self) -> list[str]:
+        """The providers of the account's social-login identities."""
+        return self.oauth_providers.split()
 
 
 class Item(TimestampMixin, Base):
@@ -208,6 +224,9 @@ class MFAChallenge(Base):
     )
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     token_version: Mapped[int]
+    # How the login proved itself before the code (RFC 8176): ``pwd``, or ``ext`` after a
+    # social login.
+    first_factor: Mapped[str] = mapped_column(String(8), default="pwd", server_default="pwd")
     failures: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(index=True)
@@ -239,8 +258,12 @@ __all__ = [
     "Installation",
     "Item",
     "MFAChallenge",
+    "OAuthAccount",
+    "OAuthExchangeCode",
+    "OAuthFlow",
     "RecoveryCode",
     "RefreshToken",
+    "SigningKey",
     "TOTPFactor",
     "User",
 ]
@@ -267,3 +290,75 @@ class SigningKey(Base):
 
     def __repr__(self) -> str:
         return f"SigningKey(kid={self.kid!r}, algorithm={self.algorithm!r})"
+
+
+class OAuthAccount(Base):
+    """A social-login identity linked to an account: ``subject`` at ``provider``.
+
+    One identity belongs to one account; an account may have several (from several
+    providers, or two accounts at one provider).
+    """
+
+    __tablename__ = "oauth_accounts"
+    __table_args__ = (UniqueConstraint("provider", "subject"), NEVER_REUSE_IDS)
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        BigIntId, ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    provider: Mapped[str] = mapped_column(String(32))
+    subject: Mapped[str] = mapped_column(String(255))
+    # The address the provider gave at the last login, for the user to recognise the link.
+    email: Mapped[str | None] = mapped_column(String(EMAIL_MAX_LENGTH))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_login_at: Mapped[datetime | None]
+
+    def __repr__(self) -> str:
+        return f"OAuthAccount(id={self.id!r}, provider={self.provider!r})"
+
+
+class OAuthFlow(Base):
+    """One social login (or link) between ``/authorize`` and ``/callback``.
+
+    ``state`` goes to the provider and comes back; only its SHA-256 is stored, with that of the
+    browser's binding cookie: the callback must bring both. Taken (deleted) by its callback.
+    """
+
+    __tablename__ = "oauth_flows"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    state_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    binding_hash: Mapped[str] = mapped_column(String(64))
+    provider: Mapped[str] = mapped_column(String(32))
+    nonce: Mapped[str] = mapped_column(String(64))
+    code_verifier: Mapped[str] = mapped_column(String(128))
+    redirect_to: Mapped[str] = mapped_column(Text)
+    # Set when a signed-in user links an identity rather than logging in.
+    link_user_id: Mapped[int | None] = mapped_column(
+        BigIntId, ForeignKey("users.id", ondelete="CASCADE")
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+    def __repr__(self) -> str:
+        return f"OAuthFlow(id={self.id!r}, provider={self.provider!r})"
+
+
+class OAuthExchangeCode(Base):
+    """The single-use code a finished social login hands the front end (stored as SHA-256),
+    worth one session for ``user_id`` within its minute."""
+
+    __tablename__ = "oauth_exchange_codes"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(
+        BigIntId, ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    provider: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    used_at: Mapped[datetime | None]
+
+    def __repr__(self) -> str:
+        return f"OAuthExchangeCode(id={self.id!r}, user_id={self.user_id!r})"

@@ -20,6 +20,7 @@ from starterkit.auth.passwords import PasswordHasher
 from starterkit.db.models import User
 from starterkit.exceptions import InvalidAccountToken
 from starterkit.lifecycle.tokens import AccountTokens, TokenPurpose
+from starterkit.oauth import service as oauth_service
 from starterkit.users.service import get_user_by_email, set_password
 
 
@@ -92,7 +93,9 @@ async def reset_password(
 ) -> User:
     """Set a new password with a password-reset token; end every session and access token.
 
-    The token proves control of the mailbox, so the email also counts as verified afterwards.
+    The token proves control of the mailbox, so the email also counts as verified afterwards;
+    social-login identities linked while it was unverified are removed (whoever linked them
+    never proved the address).
 
     Raises:
         InvalidAccountToken: the token is invalid, expired or already used.
@@ -102,6 +105,7 @@ async def reset_password(
     user = await user_of_token(
         session, purpose=TokenPurpose.PASSWORD_RESET, token=token, account_tokens=account_tokens
     )
+    email_was_unproven = not user.is_verified
     # Written only while the hash is still the one the token was checked against: a
     # concurrent use of the same token has changed it, and then this one matches no row.
     await set_password(
@@ -115,6 +119,8 @@ async def reset_password(
         stale=InvalidAccountToken(),
         reset=True,
     )
+    if email_was_unproven:
+        await oauth_service.forget_unproven_links(session, user=user, origin=origin, now=now)
     return user
 
 

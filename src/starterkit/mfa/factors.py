@@ -55,9 +55,10 @@ async def active_totp(session: AsyncSession, user_id: int) -> TOTPFactor | None:
 
 
 async def open_challenge(
-    session: AsyncSession, *, user: User, keys: MFAKeys, now: datetime
+    session: AsyncSession, *, user: User, keys: MFAKeys, now: datetime, first_factor: str = "pwd"
 ) -> PendingMFA:
     """Start the second step of a login for ``user``: a new single-use mfa_token.
+    ``first_factor`` is how the login proved itself so far (RFC 8176: ``pwd``, ``ext``).
 
     The challenge remembers the account's token version, which a password change or reset,
     logout-all and deactivation all move: any of them kills the challenge.
@@ -68,6 +69,7 @@ async def open_challenge(
             user_id=user.id,
             token_hash=token_digest(token, keys),
             token_version=user.token_version,
+            first_factor=first_factor,
             created_at=now,
             expires_at=now + keys.challenge_lifetime,
         )

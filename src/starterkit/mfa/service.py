@@ -253,7 +253,7 @@ async def complete_login(
         lifetimes=lifetimes,
         origin=origin,
         now=now,
-        amr=AMR_TWO_FACTORS,
+        amr=(challenge.first_factor, *AMR_TWO_FACTORS[1:]),
     )
     record_event(
         session, event_type=EventType.LOGIN_SUCCEEDED, origin=origin, now=now, user_id=user.id

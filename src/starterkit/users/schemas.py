@@ -71,6 +71,13 @@ class UserRead(BaseModel):
     is_active: bool
     is_superuser: bool
     is_verified: bool
+    has_password: bool = Field(
+        description="False for an account made by a social login, until a password is set "
+        "through forgot-password."
+    )
+    linked_providers: list[str] = Field(
+        description="The social-login providers linked to the account (`/auth/oauth/accounts`)."
+    )
     created_at: datetime
     updated_at: datetime
 
