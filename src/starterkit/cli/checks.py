@@ -140,7 +140,7 @@ def run_checks(settings: Settings | None = None) -> list[CheckResult]:
 def _check_oauth(settings: Settings) -> CheckResult:
     from starterkit.cli.oauth_checks import check_oauth_providers  # noqa: PLC0415 - Authlib
 
-    return check_oauth_providers(settings)
+    return CheckResult("oauth", *check_oauth_providers(settings))
 
 
 def check_exposure(settings: Settings) -> list[CheckResult]:

@@ -4,18 +4,22 @@ OpenID Connect ones answer with a usable discovery document."""
 from __future__ import annotations
 
 import asyncio
+from typing import Literal
 
-from starterkit.cli.checks import CheckResult
 from starterkit.settings import Settings
 
 CHECK_TIMEOUT_SECONDS = 5.0
 
 
-def check_oauth_providers(settings: Settings) -> CheckResult:
+def check_oauth_providers(settings: Settings) -> tuple[Literal["ok", "warn"], str]:
     """Fetch the discovery document of every OpenID Connect provider (in parallel, 5 s each)
-    and say which answered; name the callback URL each provider must have registered."""
+    and say which answered; name the callback URL each provider must have registered.
+
+    Returns:
+        The status and detail of the ``oauth`` row.
+    """
     if not settings.oauth_providers:
-        return CheckResult("oauth", "ok", "no social-login providers (OAUTH_PROVIDERS is empty)")
+        return "ok", "no social-login providers (OAUTH_PROVIDERS is empty)"
     problems, fine = asyncio.run(_probe(settings))
     if settings.is_production and not settings.oauth_callback_base_url:
         problems.append(
@@ -27,8 +31,8 @@ def check_oauth_providers(settings: Settings) -> CheckResult:
         path = f"{settings.api_prefix}/auth/oauth/{{name}}/callback"
         fine.append(f"register the callback {base}{path} at each provider")
     if problems:
-        return CheckResult("oauth", "warn", "; ".join([*problems, *fine]))
-    return CheckResult("oauth", "ok", "; ".join(fine))
+        return "warn", "; ".join([*problems, *fine])
+    return "ok", "; ".join(fine)
 
 
 async def _probe(settings: Settings) -> tuple[list[str], list[str]]:
