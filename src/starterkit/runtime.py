@@ -38,10 +38,12 @@ from starterkit.auth.dependencies import (
 from starterkit.auth.passwords import PasswordHasher
 from starterkit.auth.service import SessionLifetimes, purge_expired_sessions
 from starterkit.auth.tokens import Clock, TokenService
-from starterkit.auth.user_cache import UserCache
+from starterkit.auth.user_cache import StampSource, UserCache, UsersVersion
+from starterkit.auth.users_listener import UsersListener, asyncpg_dsn
 from starterkit.background import BackgroundJobs
 from starterkit.cache import MemoryBackend, RedisBackend, ResponseCache
 from starterkit.clientip import client_limit_key, origin_of
+from starterkit.database_url import DatabaseKind
 from starterkit.db import migrate
 from starterkit.db.base import utcnow
 from starterkit.db.engine import (
@@ -113,10 +115,10 @@ class Runtime:
         self.sessionmaker = create_sessionmaker(self.engine)
         # For starterkit's own one-statement reads (the current user, item pages).
         self.read_engine = create_read_engine(self.settings, self.engine)
-        fast = self.settings.sqlite_fast_paths
-        self.user_cache = UserCache(
-            self.read_engine, sqlite_file=sqlite_file_of(self.settings) if fast else None
-        )
+        self.users_listener = _users_listener(self.settings)
+        if self.users_listener is not None:
+            self.users_listener.watch_writes(self.engine)
+        self.user_cache = UserCache(self.read_engine, stamps=_user_stamps(self.settings, self))
         self.redis: Redis | None = _create_redis(self.settings.redis_url)
         # Scopes the keys kept in a shared Redis to this database (see starterkit.installation).
         self.installation = InstallationId(self.read_engine)
@@ -362,6 +364,8 @@ class Runtime:
         With a lifespan of your own, nest it: ``async with kit.lifespan(app): yield``.
         """
         await self._read_signing_keys()
+        if self.users_listener is not None:
+            await self.users_listener.start()
         interval = self.settings.session_purge_interval_seconds
         if interval:
             self._purge_task = asyncio.create_task(self._purge_periodically(interval))
@@ -418,6 +422,8 @@ class Runtime:
         await self.engine.dispose()
         if self.read_engine.pool is not self.engine.pool:
             await self.read_engine.dispose()
+        if self.users_listener is not None:
+            await self.users_listener.stop()
         self.user_cache.close()
         if self.redis is not None:
             await self.redis.aclose()
@@ -468,6 +474,23 @@ class Runtime:
             logger.debug("redis ping failed: %r", error)
             return "down"
         return "up"
+
+
+def _users_listener(settings: Settings) -> UsersListener | None:
+    """On PostgreSQL with USER_CACHE on: the listener for changes of users rows."""
+    if not settings.user_cache or settings.database_kind is not DatabaseKind.POSTGRESQL:
+        return None
+    return UsersListener(asyncpg_dsn(settings.database_url))
+
+
+def _user_stamps(settings: Settings, runtime: Runtime) -> StampSource | None:
+    """What tells the user cache that users rows changed; None turns the cache off."""
+    if not settings.user_cache:
+        return None
+    if runtime.users_listener is not None:
+        return runtime.users_listener
+    path = sqlite_file_of(settings) if settings.sqlite_fast_paths else None
+    return UsersVersion(path) if path is not None else None
 
 
 def _create_redis(url: str) -> Redis | None:

@@ -355,6 +355,13 @@ class Settings(BaseSettings):
         "memory while no users row changes. False uses the stock aiosqlite driver, the main "
         "pool for reads and a query per request for the user (slower; for diagnosing).",
     )
+    user_cache: bool = Field(
+        default=True,
+        description="Keep signed-in users' rows in memory while no users row changes, so an "
+        "authenticated request needs no query for its user. SQLite: the users_version "
+        "triggers say when (also needs SQLITE_FAST_PATHS); PostgreSQL: each process LISTENs "
+        "for the notifications of a trigger, and loads every user while it is not listening.",
+    )
     # Account lifecycle: forgot/reset password, email verification and the mail they send.
     auth_forgot_password_rate_limit: RateLimitText = Field(
         default="5/hour", description="Per client IP: `POST /auth/forgot-password` requests."

@@ -112,11 +112,11 @@ def test_migrate_then_inspect_and_downgrade() -> None:
 
     migrated = runner.invoke(app, ["migrate"])
     assert migrated.exit_code == 0, migrated.output
-    assert "Database migrated to starterkit_0009." in migrated.output
+    assert "Database migrated to starterkit_0010." in migrated.output
     assert "already at the latest" in runner.invoke(app, ["migrate", "upgrade"]).output
 
     current = runner.invoke(app, ["migrate", "current"])
-    assert current.output.strip() == "starterkit_0009 (head)"
+    assert current.output.strip() == "starterkit_0010 (head)"
     history = runner.invoke(app, ["migrate", "history"]).output
     assert "base -> starterkit_0001" in history
     assert "starterkit_0001 -> starterkit_0002" in history
@@ -125,7 +125,7 @@ def test_migrate_then_inspect_and_downgrade() -> None:
     assert "starterkit_0004 -> starterkit_0005" in history
     assert "starterkit_0005 -> starterkit_0006" in history
     assert "starterkit_0006 -> starterkit_0007" in history
-    assert "starterkit_0008 -> starterkit_0009" in history
+    assert "starterkit_0009 -> starterkit_0010" in history
     check = runner.invoke(app, ["migrate", "check"])
     assert check.exit_code == 0, check.output
     assert "Models and migrations match." in check.output

@@ -79,7 +79,7 @@ def test_serve_on_a_fresh_folder_creates_secrets_migrates_and_serves_docs(
     secrets = read_env_file(env_file)
     assert set(secrets) == {"STARTERKIT_SECRET_KEY", "STARTERKIT_REFRESH_TOKEN_SECRET"}
     assert "Generated STARTERKIT_SECRET_KEY and STARTERKIT_REFRESH_TOKEN_SECRET" in output
-    assert "Database migrated to starterkit_0009." in output
+    assert "Database migrated to starterkit_0010." in output
     assert (tmp_path / "starterkit.db").exists()
     # It holds password hashes: owner only, like its WAL files.
     for name in ("starterkit.db", "starterkit.db-wal", "starterkit.db-shm"):

@@ -37,7 +37,7 @@ async def test_upgrade_check_downgrade_and_upgrade_again(make_settings: Settings
         await anyio.to_thread.run_sync(migrate.upgrade, settings)
         assert await table_names(kit.engine) >= TABLES
         heads = migrate.head_revisions(settings)
-        assert heads == {"starterkit_0009"}
+        assert heads == {"starterkit_0010"}
         assert await anyio.to_thread.run_sync(migrate.current_revisions, settings) == heads
         # Models and migrations agree (alembic check raises on any difference).
         await anyio.to_thread.run_sync(migrate.check, settings)

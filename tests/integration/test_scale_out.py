@@ -1,7 +1,9 @@
 """Two real `starterkit serve` processes on one PostgreSQL database and one Redis.
 
 This is the "many stateless instances" promise: limits count across instances, a write on one
-is at once visible through the other's cache, and losing Redis degrades without errors.
+is at once visible through the other's cache, a change of an account (made through either or
+the CLI) takes effect on the other's next request although each caches its users, and losing
+Redis degrades without errors.
 """
 
 from __future__ import annotations
@@ -111,3 +113,75 @@ async def _scenario(first: str, second: str, redis: PrivateRedis) -> None:
         for client in (one, two):
             assert (await client.get(url, headers=headers)).json()["title"] == "v4"
             assert (await client.get(f"{API}/health")).json()["redis"] == "up"
+
+
+def test_account_changes_reach_the_other_instance_on_its_next_request(
+    instances: tuple[str, str, PrivateRedis], database_url: str, tmp_path: Path
+) -> None:
+    first, second, _redis = instances
+    cli_env = clean_env(STARTERKIT_DATABASE_URL=database_url)
+    asyncio.run(_account_changes(first, second, cli_env, tmp_path))
+
+
+async def _account_changes(first: str, second: str, env: dict[str, str], tmp_path: Path) -> None:
+    admin = {"email": "root@example.com", "password": PASSWORD}
+    created = await asyncio.to_thread(
+        subprocess.run,
+        starterkit_command("new-user", admin["email"], "--superuser", "--password-stdin"),
+        input=f"{PASSWORD}\n",
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert created.returncode == 0, created.stderr
+    async with httpx.AsyncClient(base_url=first) as one, httpx.AsyncClient(base_url=second) as two:
+        root = bearer((await one.post(f"{API}/auth/login", json=admin)).json()["access_token"])
+        user = {"email": "member@example.com", "password": PASSWORD}
+        assert (await one.post(f"{API}/users", json=user)).status_code == 201
+        token = (await one.post(f"{API}/auth/login", json=user)).json()["access_token"]
+        headers = bearer(token)
+        user_id = (await two.get(f"{API}/users/me", headers=headers)).json()["id"]
+
+        async def seen_by_second() -> int:
+            # Twice: the second answer comes from the second instance's cache.
+            statuses = [(await two.get(f"{API}/users", headers=headers)).status_code]
+            statuses.append((await two.get(f"{API}/users", headers=headers)).status_code)
+            assert statuses[0] == statuses[1], statuses
+            return statuses[1]
+
+        # Superuser flag given and taken through the first instance.
+        assert await seen_by_second() == 403
+        promoted = await one.patch(
+            f"{API}/users/{user_id}", json={"is_superuser": True}, headers=root
+        )
+        assert promoted.status_code == 200
+        assert await seen_by_second() == 200
+        demoted = await one.patch(
+            f"{API}/users/{user_id}", json={"is_superuser": False}, headers=root
+        )
+        assert demoted.status_code == 200
+        assert await seen_by_second() == 403
+
+        # Token version bumped through the first instance (logout-all).
+        assert (await one.post(f"{API}/auth/logout-all", headers=headers)).status_code == 204
+        assert (await two.get(f"{API}/users/me", headers=headers)).status_code == 401
+
+        # Deactivated by the CLI in a third process.
+        token = (await two.post(f"{API}/auth/login", json=user)).json()["access_token"]
+        headers = bearer(token)
+        for _ in range(2):
+            assert (await two.get(f"{API}/users/me", headers=headers)).status_code == 200
+        done = await asyncio.to_thread(
+            subprocess.run,
+            starterkit_command("deactivate", user["email"]),
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        assert (await two.get(f"{API}/users/me", headers=headers)).status_code == 401
+        assert (await one.get(f"{API}/users/me", headers=headers)).status_code == 401

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import sqlite3
 import subprocess
+from collections.abc import Callable
 from contextlib import closing
 from typing import Any
 
 import anyio
 import httpx
 import pytest
-from sqlalchemy import update
+from sqlalchemy import text, update
 
 from starterkit import Settings, StarterKit, User
-from starterkit.auth.user_cache import UserCache
+from starterkit.auth.user_cache import StampSource, UserCache, UsersVersion
+from starterkit.database_url import DatabaseKind
+from starterkit.db import migrate
 from starterkit.db.engine import sqlite_file_of
 from tests.support.auth import API, PASSWORD, bearer, signed_up
 from tests.support.processes import clean_env, starterkit_command
@@ -46,18 +49,13 @@ async def test_a_repeated_request_reads_the_user_from_the_cache_on_sqlite(
         response = await me(client, token)
     assert response.status_code == 200
     assert response.json()["email"] == "cached@example.com"
-    if kit.user_cache.enabled:  # SQLite: no query at all
-        assert statements == []
-    else:  # PostgreSQL: the user's row, every time
-        assert len(statements) == 1, statements
-        assert "FROM users" in statements[0]
+    assert kit.user_cache.enabled
+    assert statements == []  # SQLite and PostgreSQL (listening): no query at all
 
 
 async def test_a_commit_to_other_tables_keeps_the_cached_user(
     client: httpx.AsyncClient, kit: StarterKit
 ) -> None:
-    if not kit.user_cache.enabled:
-        pytest.skip("the cache is off on PostgreSQL")
     token = (await signed_up(client, "writer@example.com"))["access_token"]
     assert (await me(client, token)).status_code == 200
     created = await client.post(f"{API}/items", json={"title": "t"}, headers=bearer(token))
@@ -111,8 +109,8 @@ async def test_the_cli_in_another_process_deactivates_on_the_next_request(
 async def test_a_migration_that_drops_the_triggers_turns_the_cache_off_not_stale(
     client: httpx.AsyncClient, kit: StarterKit, settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
-    if not kit.user_cache.enabled:
-        pytest.skip("the cache is off on PostgreSQL")
+    if settings.database_kind is DatabaseKind.POSTGRESQL:
+        pytest.skip("SQLite's users_version triggers")
     token = (await signed_up(client, "rebuilt@example.com"))["access_token"]
     for _ in range(2):
         assert (await me(client, token)).status_code == 200
@@ -134,8 +132,8 @@ async def test_a_downgrade_and_upgrade_under_a_running_server_never_serves_a_sta
 ) -> None:
     # Seen: the counter came back at 0, where the cached row had been read, while the
     # account was deactivated with no trigger to count it.
-    if not kit.user_cache.enabled:
-        pytest.skip("the cache is off on PostgreSQL")
+    if settings.database_kind is DatabaseKind.POSTGRESQL:
+        pytest.skip("SQLite's users_version triggers")
     token = (await signed_up(client, "stale@example.com"))["access_token"]
     for _ in range(2):
         assert (await me(client, token)).status_code == 200
@@ -179,7 +177,15 @@ async def test_the_current_user_is_detached_and_changes_persist_once_added(
 
 async def test_the_cache_keeps_at_most_max_users(settings: Settings) -> None:
     kit = StarterKit(settings)
-    cache = UserCache(kit.read_engine, sqlite_file=sqlite_file_of(settings), max_users=2)
+    stamps: StampSource
+    if kit.users_listener is not None:
+        await kit.users_listener.start()
+        stamps = kit.users_listener
+    else:
+        path = sqlite_file_of(settings)
+        assert path is not None
+        stamps = UsersVersion(path)
+    cache = UserCache(kit.read_engine, stamps=stamps, max_users=2)
     try:
         async with kit.sessionmaker() as session:
             for n in range(3):
@@ -192,10 +198,67 @@ async def test_the_cache_keeps_at_most_max_users(settings: Settings) -> None:
             "u2@example.com",
             "u0@example.com",
         ]
-        assert len(cache._rows) <= 2
+        assert len(cache._rows) == 2
     finally:
         cache.close()
         await kit.aclose()
+
+
+async def wait_for(condition: Callable[[], bool], seconds: float = 10.0) -> None:
+    """Poll ``condition`` (the listener has no event to wait on) for up to ``seconds``."""
+    for _ in range(int(seconds / 0.02)):
+        if condition():
+            return
+        await anyio.sleep(0.02)
+    raise AssertionError(f"not true after {seconds} s")
+
+
+async def test_without_its_listening_connection_postgresql_loads_every_user(
+    client: httpx.AsyncClient, kit: StarterKit, settings: Settings
+) -> None:
+    """The listener's connection dies (a failover, a killed backend): until it is back,
+    every request loads its user, and a change made meanwhile is seen at once."""
+    listener = kit.users_listener
+    if listener is None:
+        pytest.skip("PostgreSQL's listener")
+    token = (await signed_up(client, "unheard@example.com"))["access_token"]
+    for _ in range(2):
+        assert (await me(client, token)).status_code == 200
+    pid = listener.backend_pid
+    assert pid is not None
+    await change_elsewhere_sql(settings, f"SELECT pg_terminate_backend({pid})")
+    await wait_for(lambda: not listener.listening)
+    with statements_of(kit) as statements:
+        assert (await me(client, token)).status_code == 200
+    assert any("FROM users" in statement for statement in statements)
+    await wait_for(lambda: listener.listening)  # reconnected by itself
+    await change_elsewhere(settings, "unheard@example.com", is_active=False)
+    assert (await me(client, token)).status_code == 401
+
+
+async def test_a_downgrade_that_drops_the_trigger_turns_the_cache_off_not_stale(
+    client: httpx.AsyncClient, kit: StarterKit, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    listener = kit.users_listener
+    if listener is None:
+        pytest.skip("PostgreSQL's listener")
+    token = (await signed_up(client, "downgraded@example.com"))["access_token"]
+    for _ in range(2):
+        assert (await me(client, token)).status_code == 200
+    await anyio.to_thread.run_sync(migrate.downgrade, settings, "starterkit_0009")
+    await wait_for(lambda: "users_notify_change trigger is missing" in caplog.text)
+    assert not listener.listening
+    await change_elsewhere(settings, "downgraded@example.com", is_active=False)
+    assert (await me(client, token)).status_code == 401
+
+
+async def change_elsewhere_sql(settings: Settings, statement: str) -> None:
+    other = StarterKit(settings)
+    try:
+        async with other.engine.connect() as connection:
+            await connection.execute(text(statement))
+    finally:
+        await other.aclose()
 
 
 @pytest.mark.parametrize(

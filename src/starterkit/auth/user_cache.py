@@ -18,9 +18,10 @@ few microseconds). The one-page read that follows is served from memory, and the
 never waits for a lock: if SQLite is busy, or the table is missing (a database not migrated to
 head), the request loads the row as if nothing were cached.
 
-Other databases have no such counter, so there the cache is off and every request loads the
-row: several processes may write and nothing would tell this one. SQLITE_FAST_PATHS=false turns
-it off on SQLite too.
+PostgreSQL has no such counter in shared memory; there a process listens for the notifications
+that migration ``starterkit_0010``'s trigger sends when users rows change
+(:mod:`starterkit.auth.users_listener`), and its stamp moves with each. USER_CACHE=false turns
+the cache off everywhere, SQLITE_FAST_PATHS=false on SQLite.
 
 SQLite drops a table's triggers with the table, and Alembic's batch mode on SQLite recreates
 tables for most column changes. So the triggers are not taken on trust: whenever the schema
@@ -35,7 +36,8 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-from typing import Any
+from collections.abc import Hashable
+from typing import Any, Protocol
 
 from sqlalchemy import bindparam, inspect, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -73,6 +75,17 @@ def detached_user(row: dict[str, Any]) -> User:
     user.__dict__.update(row)
     make_transient_to_detached(user)
     return user
+
+
+class StampSource(Protocol):
+    """Says when users rows may have changed: :meth:`read` returns a stamp that changes
+    whenever one may have, or None when that cannot be known (then nothing is cached)."""
+
+    def read(self) -> Hashable | None:
+        """The current stamp."""
+
+    def close(self) -> None:
+        """Release what the source holds."""
 
 
 class _TriggersMissing(sqlite3.Error):
@@ -164,21 +177,22 @@ class UserCache:
         self,
         engine: AsyncEngine,
         *,
-        sqlite_file: str | None,
+        stamps: StampSource | None,
         max_users: int = MAX_CACHED_USERS,
     ) -> None:
-        """Load rows through ``engine``; cache them only with a ``sqlite_file`` to watch.
+        """Load rows through ``engine``; cache them only with ``stamps`` to watch.
 
         Args:
             engine: runs the one-row queries.
-            sqlite_file: the SQLite database whose ``users_version`` says when rows changed;
-                None turns the cache off (other databases, SQLITE_FAST_PATHS=false).
+            stamps: says when rows changed (:class:`UsersVersion` of a SQLite file, or the
+                PostgreSQL :class:`~starterkit.auth.users_listener.UsersListener`); None
+                turns the cache off.
             max_users: rows kept at most; the least recently loaded go first.
         """
         self._engine = engine
-        self._version = UsersVersion(sqlite_file) if sqlite_file is not None else None
+        self._version = stamps
         self._max_users = max_users
-        self._rows: dict[int, tuple[UsersStamp, dict[str, Any]]] = {}
+        self._rows: dict[int, tuple[Hashable, dict[str, Any]]] = {}
 
     @property
     def enabled(self) -> bool:
@@ -207,7 +221,7 @@ class UserCache:
             self._remember(user_id, version, row)
         return detached_user(row)
 
-    def _remember(self, user_id: int, version: UsersStamp, row: dict[str, Any]) -> None:
+    def _remember(self, user_id: int, version: Hashable, row: dict[str, Any]) -> None:
         rows = self._rows
         rows.pop(user_id, None)
         if len(rows) >= self._max_users:
