@@ -111,9 +111,14 @@ def start_server(
 def start_starterkit(
     name: str, *, folder: Path, settings: dict[str, str], cpus: str | None = None
 ) -> Server:
-    """``starterkit serve`` (one worker, default server options) with ``settings``."""
+    """``starterkit serve`` with ``settings``; keys starting with ``--`` are ``serve``
+    options instead (default: one worker, default server options)."""
     port = free_port()
     command = [sys.executable, "-m", "starterkit", "serve", "--port", str(port), "--no-migrate"]
+    options = {key: value for key, value in settings.items() if key.startswith("--")}
+    for option, value in options.items():  # serve's own options, such as --workers
+        command += [option, value]
+    settings = {key: value for key, value in settings.items() if key not in options}
     return start_server(
         name,
         command,

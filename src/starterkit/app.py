@@ -183,15 +183,17 @@ def create_app(settings: Settings | None = None, *, kit: StarterKit | None = Non
         openapi_url="/openapi.json" if docs else None,
     )
     kit.install(app)
-    if docs:
-        app.include_router(build_docs_router(openapi_url="/openapi.json", title=app.title))
-    if kit.settings.pages_enabled:
-        app.include_router(kit.pages_router)
-    app.include_router(kit.jwks_router)
+    # Routers are matched in this order, one route after another: the ones that answer most
+    # requests (probes, items, the caller) first. No two of them share a path.
     prefix = kit.settings.api_prefix
     app.include_router(kit.health_router, prefix=prefix)
-    app.include_router(kit.auth_router, prefix=f"{prefix}/auth")
-    app.include_router(kit.users_router, prefix=f"{prefix}/users")
     app.include_router(kit.items_router, prefix=f"{prefix}/items")
+    app.include_router(kit.users_router, prefix=f"{prefix}/users")
+    app.include_router(kit.auth_router, prefix=f"{prefix}/auth")
     app.include_router(kit.metrics_router, prefix=prefix)
+    app.include_router(kit.jwks_router)
+    if kit.settings.pages_enabled:
+        app.include_router(kit.pages_router)
+    if docs:
+        app.include_router(build_docs_router(openapi_url="/openapi.json", title=app.title))
     return app

@@ -12,7 +12,7 @@ import hmac
 import logging
 import time
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
@@ -22,7 +22,7 @@ from prometheus_client.registry import Collector
 
 from starterkit.cache import ResponseCache
 from starterkit.exceptions import AuthenticationFailed, NotFound
-from starterkit.logs import ACCESS_LOGGER
+from starterkit.logs import ACCESS_LOGGER, log_access
 from starterkit.ratelimit.counters import RateLimits
 
 # One line per request when enabled (``serve`` enables it; see starterkit.logs).
@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# Label sets whose metric children are kept at hand (an unmatched path is one "unmatched").
+MAX_LABEL_SETS = 1000
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -78,6 +80,24 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(_RuntimeCollector(rate_limits, cache))
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def record(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count one request and time it."""
+        key = (method, route, status)
+        children = self._children.get(key)
+        if children is None:
+            # prometheus-client finds a label set's child under a lock each time; routes,
+            # methods and statuses are few, so each combination's pair is looked up once.
+            children = (
+                self.requests.labels(method, route, str(status)),
+                self.latency.labels(method, route),
+            )
+            if len(self._children) < MAX_LABEL_SETS:
+                self._children[key] = children
+        counter, histogram = children
+        counter.inc()
+        histogram.observe(seconds)
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""
@@ -135,27 +155,21 @@ class MetricsMiddleware:
             elapsed = time.perf_counter() - start
             method = scope["method"] if scope["method"] in _METHODS else "OTHER"
             route = route_label(scope)
-            self.metrics.requests.labels(method, route, str(status)).inc()
-            self.metrics.latency.labels(method, route).observe(elapsed)
+            self.metrics.record(method, route, status, elapsed)
             if _access.isEnabledFor(logging.INFO):
                 # The route template, never the path or query: they can carry tokens. The
                 # client is the address the server believed (see --forwarded-allow-ips).
                 duration_ms = round(elapsed * 1000, 2)
                 client = (scope.get("client") or ("-",))[0]
-                _access.info(
+                log_access(
+                    _access,
                     "%s %s %s %d %.1f ms",
-                    client,
-                    method,
-                    route,
-                    status,
-                    duration_ms,
-                    extra={
-                        "client": client,
-                        "method": method,
-                        "route": route,
-                        "status": status,
-                        "duration_ms": duration_ms,
-                    },
+                    (client, method, route, status, duration_ms),
+                    client=client,
+                    method=method,
+                    route=route,
+                    status=status,
+                    duration_ms=duration_ms,
                 )
 
 

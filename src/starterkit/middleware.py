@@ -7,8 +7,8 @@ never buffers bodies.
 from __future__ import annotations
 
 import logging
+import os
 import re
-import uuid
 from typing import TYPE_CHECKING
 
 from starterkit.errors import INTERNAL_ERROR_DETAIL, PayloadTooLarge, error_response
@@ -38,9 +38,9 @@ RATE_LIMIT_HEADERS_KEY = "rate_limit_headers"
 class RequestContextMiddleware:
     """Gives every response an ``X-Request-ID`` and turns unhandled errors into a JSON 500.
 
-    The id is taken from the request's ``X-Request-ID`` header when it is safe, otherwise a
-    new UUID; it is stored as ``request.state.request_id``. Exceptions that escape the app are
-    logged with their traceback and answered with the envelope, without details.
+    The id is taken from the request's ``X-Request-ID`` header when it is safe, otherwise 32
+    random hex digits; it is stored as ``request.state.request_id``. Exceptions that escape
+    the app are logged with their traceback and answered with the envelope, without details.
     """
 
     def __init__(self, app: ASGIApp, *, hsts_seconds: int = 0) -> None:
@@ -55,7 +55,7 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = _incoming_request_id(scope) or uuid.uuid4().hex
+        request_id = _incoming_request_id(scope) or os.urandom(16).hex()
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         id_header = (REQUEST_ID_HEADER.lower().encode(), request_id.encode())
