@@ -97,13 +97,8 @@ def build_user_dependency(
     # The access cookie is read here rather than declared as a security scheme: OpenAPI tools
     # would take a second scheme for the one to test without credentials, and the docs'
     # Authorize button cannot set cookies anyway (docs/browser-sessions.md describes them).
-    bearer = OAuth2PasswordBearer(tokenUrl=token_url, auto_error=False)
 
-    async def current_user(
-        request: Request,
-        response: Response,
-        token: Annotated[str | None, Depends(bearer)],
-    ) -> User:
+    async def current_user(request: Request, response: Response, token: str | None) -> User:
         cookie = None if token else request.cookies.get(ACCESS_COOKIE)
         by_cookie = bool(cookie)
         token = token or cookie
@@ -131,7 +126,27 @@ def build_user_dependency(
         response.headers["Cache-Control"] = "no-store"
         return user
 
-    return current_user
+    return _UserScheme(token_url, current_user)
+
+
+class _UserScheme(OAuth2PasswordBearer):
+    """The bearer scheme of the OpenAPI document that is the user dependency itself.
+
+    FastAPI solves each level of a dependency tree at some cost per request; a user
+    dependency that *depended on* the scheme was two levels, this is one.
+    """
+
+    def __init__(
+        self,
+        token_url: str,
+        authenticate: Callable[[Request, Response, str | None], Awaitable[User]],
+    ) -> None:
+        super().__init__(tokenUrl=token_url, auto_error=False, scheme_name="OAuth2PasswordBearer")
+        self._authenticate = authenticate
+
+    async def __call__(self, request: Request, response: Response) -> User:  # type: ignore[override]
+        token = await super().__call__(request)
+        return await self._authenticate(request, response, token)
 
 
 def attached_to_session(
