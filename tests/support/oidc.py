@@ -63,8 +63,10 @@ class OIDCProvider:
         if not claims:
             return response
         body = json.loads(response.get_data())
-        # The provider's own signing key (an authlib key object), as a joserfc key.
-        key = RSAKey.import_key(flask.g.oidc_provider_mock_storage.jwk.as_dict(is_private=True))
+        # The provider's own signing key: a joserfc key from oidc-provider-mock 0.4 (Python
+        # 3.12 and later), an authlib one before.
+        jwk = flask.g.oidc_provider_mock_storage.jwk
+        key = jwk if isinstance(jwk, RSAKey) else RSAKey.import_key(jwk.as_dict(is_private=True))
         token = jwt.decode(body["id_token"], key)
         body["id_token"] = jwt.encode(dict(token.header), {**token.claims, **claims}, key)
         response.set_data(json.dumps(body))
