@@ -23,7 +23,8 @@ SCRIPT = textwrap.dedent(
     first = asyncio.run(start(StarterKit(settings)))
     garbage = [[n] for n in range(1000)]  # objects made after the first start
     second = asyncio.run(start(StarterKit(settings)))
-    print(before, first > 1000, second <= first)  # objects only leave the frozen set
+    # Objects only leave the frozen set; Python 3.12 starts with a few frozen already.
+    print(first > before + 1000, second <= first)
     """
 )
 
@@ -34,4 +35,4 @@ def test_the_first_start_freezes_the_heap_and_later_ones_do_not(tmp_path: Path) 
         [sys.executable, "-c", SCRIPT, url], capture_output=True, text=True, check=False
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["0", "True", "True"]
+    assert done.stdout.split() == ["True", "True"]
