@@ -127,11 +127,7 @@ def build_browser_router(kit: Runtime) -> APIRouter:
         )
         if isinstance(issued, PendingMFA):
             response.headers.update(NO_STORE)
-            return MFAChallengeRead(
-                mfa_token=issued.mfa_token,
-                methods=list(issued.methods),
-                expires_in=issued.expires_in,
-            )
+            return MFAChallengeRead.of(issued)
         return logged_in(request, response, issued)
 
     @router.post(
@@ -181,11 +177,7 @@ def build_browser_router(kit: Runtime) -> APIRouter:
         )
         if isinstance(issued, PendingMFA):
             response.headers.update(NO_STORE)
-            return MFAChallengeRead(
-                mfa_token=issued.mfa_token,
-                methods=list(issued.methods),
-                expires_in=issued.expires_in,
-            )
+            return MFAChallengeRead.of(issued)
         return logged_in(request, response, issued)
 
     @router.post(

@@ -121,11 +121,7 @@ def build_auth_router(kit: Runtime, *, tags: Sequence[str] = ("auth",)) -> APIRo
         )
         response.headers.update(NO_STORE)
         if isinstance(issued, PendingMFA):
-            return MFAChallengeRead(
-                mfa_token=issued.mfa_token,
-                methods=list(issued.methods),
-                expires_in=issued.expires_in,
-            )
+            return MFAChallengeRead.of(issued)
         return _token_pair(issued)
 
     @router.post(

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal, Self
 
 from pydantic import BaseModel, Field
 
 from starterkit.auth.schemas import LoginPassword
 from starterkit.schemas import InputModel, PlainStr
+
+if TYPE_CHECKING:
+    from starterkit.mfa.factors import PendingMFA
 
 TOTPCode = Annotated[
     PlainStr, Field(min_length=1, max_length=16, description="The 6 digits the app shows.")
@@ -25,6 +28,15 @@ class MFAChallengeRead(BaseModel):
     mfa_token: str
     methods: list[str] = Field(description="What the second step accepts.")
     expires_in: int = Field(description="Seconds until the mfa_token expires.")
+
+    @classmethod
+    def of(cls, pending: PendingMFA) -> Self:
+        """The answer for a login waiting for its second factor."""
+        return cls(
+            mfa_token=pending.mfa_token,
+            methods=list(pending.methods),
+            expires_in=pending.expires_in,
+        )
 
 
 class MFACodeLogin(InputModel):

@@ -342,11 +342,7 @@ def build_oauth_router(kit: Runtime) -> APIRouter:
         )
         response.headers.update(NO_STORE)
         if isinstance(issued, PendingMFA):
-            return MFAChallengeRead(
-                mfa_token=issued.mfa_token,
-                methods=list(issued.methods),
-                expires_in=issued.expires_in,
-            )
+            return MFAChallengeRead.of(issued)
         return TokenPair(
             access_token=issued.access_token,
             refresh_token=issued.refresh_token,

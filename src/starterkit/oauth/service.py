@@ -120,17 +120,14 @@ async def begin_flow(
 async def take_flow(session: AsyncSession, *, state: str, now: datetime) -> OAuthFlow | None:
     """The live flow of ``state``, deleted so that it serves one callback only (of two
     concurrent callbacks, one gets it)."""
-    flow = await session.scalar(select(OAuthFlow).where(OAuthFlow.state_hash == digest(state)))
-    if flow is None:
-        return None
     taken = await session.execute(
         delete(OAuthFlow)
-        .where(OAuthFlow.id == flow.id)
+        .where(OAuthFlow.state_hash == digest(state))
+        .returning(OAuthFlow)
         .execution_options(synchronize_session=False)
     )
-    if getattr(taken, "rowcount", 0) != 1 or flow.expires_at <= now:
-        return None
-    return flow
+    flow = taken.scalar_one_or_none()
+    return flow if flow is not None and flow.expires_at > now else None
 
 
 def binding_matches(flow: OAuthFlow, binding: str | None) -> bool:
@@ -293,12 +290,7 @@ async def unlink(
         raise NotFound("No such linked account.")
     if not user.has_password and len(accounts) == 1:
         raise InvalidRequest(LAST_WAY_TO_SIGN_IN)
-    await session.delete(account)
-    await session.flush()
-    await _copy_providers(session, user, now=now)
-    record_event(
-        session, event_type=EventType.OAUTH_UNLINKED, origin=origin, now=now, user_id=user.id
-    )
+    await _remove(session, user, [account], origin=origin, now=now)
 
 
 async def forget_unproven_links(
@@ -313,6 +305,18 @@ async def forget_unproven_links(
     accounts = await list_accounts(session, user_id=user.id)
     if not accounts:
         return
+    await _remove(session, user, accounts, origin=origin, now=now)
+    logger.info("password reset: unlinked %s identities of user %s", len(accounts), user.id)
+
+
+async def _remove(
+    session: AsyncSession,
+    user: User,
+    accounts: list[OAuthAccount],
+    *,
+    origin: Origin,
+    now: datetime,
+) -> None:
     for account in accounts:
         await session.delete(account)
     await session.flush()
@@ -320,7 +324,6 @@ async def forget_unproven_links(
     record_event(
         session, event_type=EventType.OAUTH_UNLINKED, origin=origin, now=now, user_id=user.id
     )
-    logger.info("password reset: unlinked %s identities of user %s", len(accounts), user.id)
 
 
 async def issue_exchange_code(
