@@ -12,6 +12,7 @@ import functools
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
+from fastapi.routing import APIRoute
 
 from starterkit._version import __version__
 from starterkit.apidocs import build_docs_router
@@ -157,6 +158,48 @@ def _point_token_url_at_login(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+def add_routes(app: FastAPI, router: APIRouter, *, prefix: str = "") -> None:
+    """Add ``router``'s routes to ``app`` as the app's own routes, under ``prefix``.
+
+    The same routes and OpenAPI document as ``app.include_router(router, prefix=prefix)``, but
+    faster to reach: since FastAPI 0.160 an included router stays a nested router that is
+    matched twice per request, which cost the probe about 10 µs, a quarter of its time (see
+    docs/performance.md). Each route is added the way ``include_router`` itself did it before
+    then, so ``app.dependency_overrides`` applies to it. Only for routers of plain API routes.
+    """
+    for route in router.routes:
+        if not isinstance(route, APIRoute):
+            raise TypeError(f"add_routes takes API routes only, not {route!r}")
+        app.router.add_api_route(
+            prefix + route.path,
+            route.endpoint,
+            response_model=route.response_model,
+            status_code=route.status_code,
+            tags=route.tags,
+            dependencies=route.dependencies,
+            summary=route.summary,
+            description=route.description,
+            response_description=route.response_description,
+            responses=route.responses,
+            deprecated=route.deprecated,
+            methods=route.methods,
+            operation_id=route.operation_id,
+            response_model_include=route.response_model_include,
+            response_model_exclude=route.response_model_exclude,
+            response_model_by_alias=route.response_model_by_alias,
+            response_model_exclude_unset=route.response_model_exclude_unset,
+            response_model_exclude_defaults=route.response_model_exclude_defaults,
+            response_model_exclude_none=route.response_model_exclude_none,
+            include_in_schema=route.include_in_schema,
+            response_class=route.response_class,
+            name=route.name,
+            route_class_override=type(route),
+            callbacks=route.callbacks,
+            openapi_extra=route.openapi_extra,
+            generate_unique_id_function=route.generate_unique_id_function,
+        )
+
+
 def create_app(settings: Settings | None = None, *, kit: StarterKit | None = None) -> FastAPI:
     """Build the whole starterkit service.
 
@@ -184,11 +227,12 @@ def create_app(settings: Settings | None = None, *, kit: StarterKit | None = Non
     )
     kit.install(app)
     # Routers are matched in this order, one route after another: the ones that answer most
-    # requests (probes, items, the caller) first. No two of them share a path.
+    # requests (probes, items, the caller) first, as routes of the app itself. No two of them
+    # share a path.
     prefix = kit.settings.api_prefix
-    app.include_router(kit.health_router, prefix=prefix)
-    app.include_router(kit.items_router, prefix=f"{prefix}/items")
-    app.include_router(kit.users_router, prefix=f"{prefix}/users")
+    add_routes(app, kit.health_router, prefix=prefix)
+    add_routes(app, kit.items_router, prefix=f"{prefix}/items")
+    add_routes(app, kit.users_router, prefix=f"{prefix}/users")
     app.include_router(kit.auth_router, prefix=f"{prefix}/auth")
     app.include_router(kit.metrics_router, prefix=prefix)
     app.include_router(kit.jwks_router)

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 LogFormat = Literal["text", "json"]
 
@@ -42,7 +43,7 @@ class JSONFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         request_id = getattr(record, "request_id", None) or REQUEST_ID.get()
         entry: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "time": _timestamp(record.created),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -54,6 +55,26 @@ class JSONFormatter(logging.Formatter):
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False, default=str)
+
+    def access_line(self, line: AccessLine, request_id: str | None) -> str:
+        """What :meth:`format` makes of ``line``'s record, without making the record."""
+        entry = {
+            "time": _timestamp(time.time()),
+            "level": "INFO",
+            "logger": ACCESS_LOGGER,
+            "message": line.message(),
+            "request_id": request_id,
+            "client": line.client,
+            "method": line.method,
+            "route": line.route,
+            "status": line.status,
+            "duration_ms": line.duration_ms,
+        }
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def _timestamp(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")
 
 
 class AccessTextFormatter(logging.Formatter):
@@ -67,15 +88,79 @@ class AccessTextFormatter(logging.Formatter):
         request_id = getattr(record, "request_id", "-")
         return f"{record.levelname + ':':<9} {record.getMessage()} [{request_id}]"
 
+    def access_line(self, line: AccessLine, request_id: str | None) -> str:
+        """What :meth:`format` makes of ``line``'s record, without making the record."""
+        return f"INFO:     {line.message()} [{request_id or '-'}]"
 
-def log_access(logger: logging.Logger, message: str, args: tuple[Any, ...], **fields: Any) -> None:
-    """Write one access record at INFO, with ``fields`` as its extra attributes.
 
-    Like ``logger.info(message, *args, extra=fields)`` without looking up the caller's file
-    and line, which an access line never shows and which is a good part of its cost.
+class AccessLine(NamedTuple):
+    """The fields of one access line."""
+
+    client: str
+    method: str
+    route: str
+    status: int
+    duration_ms: float
+
+    def message(self) -> str:
+        """The line's text: the route template, never the path or query (they can carry
+        tokens); the client is the address the server believed."""
+        return f"{self.client} {self.method} {self.route} {self.status} {self.duration_ms:.1f} ms"
+
+
+class AccessLogHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The access log's stream handler in :func:`logging_config`.
+
+    Besides handling records like any stream handler, it writes an access line straight from
+    its fields (:meth:`write`): making, filtering and formatting a log record for every
+    request took about 6 µs, a fifth of a probe's whole request.
     """
-    record = logger.makeRecord(logger.name, logging.INFO, "", 0, message, args, None, extra=fields)
-    logger.handle(record)
+
+    def write(self, line: AccessLine) -> bool:
+        """Write ``line`` as the handler's formatter would; False when this handler has been
+        configured beyond what :func:`logging_config` sets up, so a record must be made."""
+        formatter = self.formatter
+        if (
+            self.level > logging.INFO
+            or not isinstance(formatter, AccessTextFormatter | JSONFormatter)
+            or any(type(check) is not RequestIdFilter for check in self.filters)
+        ):
+            return False
+        text = formatter.access_line(line, REQUEST_ID.get())
+        with self.lock:  # type: ignore[union-attr]
+            try:
+                self.stream.write(text + self.terminator)
+                self.flush()
+            except Exception:  # noqa: BLE001 - as StreamHandler.emit: never fail the request
+                self.handleError(_access_record(logging.getLogger(ACCESS_LOGGER), line))
+        return True
+
+
+def write_access_line(logger: logging.Logger, line: AccessLine) -> None:
+    """Log ``line`` at INFO on ``logger`` (the access logger).
+
+    When the logger has only its :class:`AccessLogHandler` (as :func:`logging_config` sets it
+    up), the handler writes the line; otherwise (tests' capture handlers, an operator's own
+    configuration) a record goes through the logger like any other. Call it only when the
+    logger is enabled for INFO.
+    """
+    handlers = logger.handlers
+    if (
+        len(handlers) == 1
+        and type(handlers[0]) is AccessLogHandler
+        and not logger.filters
+        and handlers[0].write(line)
+    ):
+        return
+    logger.handle(_access_record(logger, line))
+
+
+def _access_record(logger: logging.Logger, line: AccessLine) -> logging.LogRecord:
+    # Like logger.info(..., extra=...) without looking up the caller's file and line, which an
+    # access line never shows and which is a good part of its cost.
+    return logger.makeRecord(
+        logger.name, logging.INFO, "", 0, "%s", (line.message(),), None, extra=line._asdict()
+    )
 
 
 def logging_config(
@@ -114,7 +199,11 @@ def logging_config(
         "formatters": {"default": formatter, "access": access_formatter},
         "handlers": {
             "default": {**handler, "formatter": "default"},
-            "access": {**handler, "formatter": "access"},
+            "access": {
+                **handler,
+                "class": "starterkit.logs.AccessLogHandler",
+                "formatter": "access",
+            },
         },
         "loggers": {
             "uvicorn": {"handlers": ["default"], "level": "INFO", "propagate": False},

@@ -22,7 +22,7 @@ from prometheus_client.registry import Collector
 
 from starterkit.cache import ResponseCache
 from starterkit.exceptions import AuthenticationFailed, NotFound
-from starterkit.logs import ACCESS_LOGGER, log_access
+from starterkit.logs import ACCESS_LOGGER, AccessLine, write_access_line
 from starterkit.ratelimit.counters import RateLimits
 
 # One line per request when enabled (``serve`` enables it; see starterkit.logs).
@@ -116,11 +116,11 @@ def route_label(scope: Scope) -> str:
     if not isinstance(template, str):
         return "unmatched"
     path: object = scope.get("path", "")
+    if template == path or not isinstance(path, str):  # the first: a route of the app itself
+        return template
     try:
         rendered = template.format(**scope.get("path_params", {}))
     except (KeyError, IndexError, ValueError):
-        return template
-    if not isinstance(path, str):
         return template
     if not rendered:  # the route is its router's root: the whole path is literal prefix
         return path
@@ -157,20 +157,9 @@ class MetricsMiddleware:
             route = route_label(scope)
             self.metrics.record(method, route, status, elapsed)
             if _access.isEnabledFor(logging.INFO):
-                # The route template, never the path or query: they can carry tokens. The
-                # client is the address the server believed (see --forwarded-allow-ips).
-                duration_ms = round(elapsed * 1000, 2)
                 client = (scope.get("client") or ("-",))[0]
-                log_access(
-                    _access,
-                    "%s %s %s %d %.1f ms",
-                    (client, method, route, status, duration_ms),
-                    client=client,
-                    method=method,
-                    route=route,
-                    status=status,
-                    duration_ms=duration_ms,
-                )
+                line = AccessLine(client, method, route, status, round(elapsed * 1000, 2))
+                write_access_line(_access, line)
 
 
 def build_metrics_router(

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("starterkit.errors")
 
 REQUEST_ID_HEADER = "X-Request-ID"
+_REQUEST_ID_NAME = REQUEST_ID_HEADER.lower().encode()
 # A client-supplied id is kept only if it is short and plain, so it cannot forge log lines.
 _SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 # On every response (OWASP secure headers): no MIME sniffing, no referrer leaks to other sites,
@@ -50,6 +51,7 @@ class RequestContextMiddleware:
             self.fixed_headers.append(
                 (b"strict-transport-security", f"max-age={hsts_seconds}".encode())
             )
+        self.fixed_names = frozenset(name for name, _ in self.fixed_headers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -58,17 +60,21 @@ class RequestContextMiddleware:
         request_id = _incoming_request_id(scope) or os.urandom(16).hex()
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
-        id_header = (REQUEST_ID_HEADER.lower().encode(), request_id.encode())
+        id_header = (_REQUEST_ID_NAME, request_id.encode())
         response_started = False
 
         async def send_with_headers(message: Message) -> None:
             nonlocal response_started
             if message["type"] == "http.response.start":
                 response_started = True
-                headers = list(message.get("headers", []))
-                present = {name.lower() for name, _ in headers}
+                # ASGI header names are lower case, so they are compared as they come.
+                headers = list(message.get("headers", ()))
+                present = {name for name, _ in headers}
                 headers.append(id_header)
-                headers.extend(header for header in self.fixed_headers if header[0] not in present)
+                if present.isdisjoint(self.fixed_names):  # the usual case: none of ours set
+                    headers += self.fixed_headers
+                else:
+                    headers += (header for header in self.fixed_headers if header[0] not in present)
                 if b"content-security-policy" not in present and _is_json(headers):
                     headers.append(_JSON_CSP)
                 limit_headers = state.get(RATE_LIMIT_HEADERS_KEY)
@@ -101,7 +107,7 @@ class RequestContextMiddleware:
 
 def _is_json(headers: list[tuple[bytes, bytes]]) -> bool:
     for name, value in headers:
-        if name.lower() == b"content-type":
+        if name == b"content-type":
             media_type = value.split(b";", 1)[0].strip().lower()
             return media_type == b"application/json" or media_type.endswith(b"+json")
     return False
@@ -109,7 +115,7 @@ def _is_json(headers: list[tuple[bytes, bytes]]) -> bool:
 
 def _incoming_request_id(scope: Scope) -> str | None:
     for name, value in scope["headers"]:
-        if name == b"x-request-id":
+        if name == _REQUEST_ID_NAME:
             text = value.decode("latin-1")
             return text if _SAFE_REQUEST_ID.fullmatch(text) else None
     return None

@@ -5,12 +5,13 @@ from typing import Annotated, Any
 
 import anyio.to_thread
 import pytest
-from fastapi import Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.pool import QueuePool
 
 from starterkit import Settings, StarterKit, create_app
+from starterkit.app import add_routes
 from starterkit.db import migrate
 from tests.conftest import app_client
 
@@ -65,6 +66,40 @@ async def test_kit_mounts_into_an_existing_app_under_any_prefix(tmp_path: Path) 
         missing = await client.get("/nothing-here")
         assert missing.json()["code"] == "not_found"
         assert missing.headers["x-request-id"]
+
+
+def test_add_routes_documents_what_include_router_would(tmp_path: Path) -> None:
+    kit = StarterKit(sqlite_settings(tmp_path / "flat.db"))
+    routers = {"/v": kit.health_router, "/v/items": kit.items_router, "/v/users": kit.users_router}
+    included, added = FastAPI(), FastAPI()
+    for prefix, router in routers.items():
+        included.include_router(router, prefix=prefix)
+        add_routes(added, router, prefix=prefix)
+    assert added.openapi() == included.openapi()
+    assert added.url_path_for("items:get", item_id=7) == "/v/items/7"
+
+
+async def test_added_routes_obey_dependency_overrides(tmp_path: Path) -> None:
+    def greeting() -> str:
+        return "hello"
+
+    router = APIRouter()
+
+    @router.get("/greet")
+    async def greet(text: Annotated[str, Depends(greeting)]) -> str:
+        return text
+
+    app = FastAPI()
+    add_routes(app, router, prefix="/api")
+    async with app_client(app) as client:
+        assert (await client.get("/api/greet")).json() == "hello"
+        app.dependency_overrides[greeting] = lambda: "overridden"
+        assert (await client.get("/api/greet")).json() == "overridden"
+
+    nested = APIRouter()
+    nested.include_router(router)
+    with pytest.raises(TypeError, match="API routes only"):
+        add_routes(app, nested)
 
 
 async def test_lifespan_releases_connections_and_kit_stays_usable(tmp_path: Path) -> None:

@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import json
 import logging
+import logging.config
+import pathlib
 import sys
+from collections.abc import Iterator
+
+import pytest
 
 from starterkit.logs import (
     ACCESS_LOGGER,
     REQUEST_ID,
+    AccessLine,
+    AccessLogHandler,
     JSONFormatter,
     RequestIdFilter,
     logging_config,
+    write_access_line,
 )
 
 
@@ -69,3 +77,58 @@ def test_the_config_turns_the_access_log_on_and_off_in_both_formats() -> None:
         assert on["loggers"]["uvicorn.access"]["handlers"] == []
     cli = logging_config("text", server=False)
     assert "uvicorn" not in json.dumps(cli["formatters"])  # `starterkit --help` stays light
+
+
+@pytest.fixture
+def logging_restored() -> Iterator[None]:
+    """Put back what ``dictConfig`` changes on the loggers it configures."""
+    names = [*logging_config("text")["loggers"], ""]
+    saved = {}
+    for name in names:
+        logger = logging.getLogger(name)
+        saved[name] = (logger.handlers[:], logger.level, logger.propagate, logger.disabled)
+    yield
+    for name, (handlers, level, propagate, disabled) in saved.items():
+        logger = logging.getLogger(name)
+        logger.handlers, logger.propagate, logger.disabled = handlers, propagate, disabled
+        logger.setLevel(level)
+
+
+@pytest.mark.usefixtures("logging_restored")
+def test_an_access_line_written_directly_reads_as_its_log_record_would(
+    tmp_path: pathlib.Path,
+) -> None:
+    line = AccessLine("10.0.0.1", "GET", "/api/v1/items/{item_id}", 404, 1.25)
+    for log_format in ("text", "json"):
+        logging.config.dictConfig(logging_config(log_format))
+        logger = logging.getLogger(ACCESS_LOGGER)
+        (handler,) = logger.handlers
+        assert isinstance(handler, AccessLogHandler)
+        written = tmp_path / f"{log_format}.log"
+        with written.open("w") as stream:
+            handler.setStream(stream)
+            token = REQUEST_ID.set("req-1")
+            try:
+                write_access_line(logger, line)  # straight to the stream
+                logger.addHandler(logging.NullHandler())  # now a record is made
+                write_access_line(logger, line)
+            finally:
+                REQUEST_ID.reset(token)
+                logger.handlers = [handler]
+        direct, recorded = written.read_text().splitlines()
+        if log_format == "text":
+            assert (
+                direct
+                == recorded
+                == "INFO:     10.0.0.1 GET /api/v1/items/{item_id} 404 1.2 ms [req-1]"
+            )
+        else:
+            first, second = json.loads(direct), json.loads(recorded)
+            assert first.pop("time")[:16] == second.pop("time")[:16]
+            assert first == second
+            assert first["route"] == "/api/v1/items/{item_id}"
+            assert (first["status"], first["duration_ms"], first["request_id"]) == (
+                404,
+                1.25,
+                "req-1",
+            )
