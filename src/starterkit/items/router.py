@@ -9,7 +9,8 @@ FastAPI reads these annotations at runtime.
 from collections.abc import Sequence
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Request, Response
+from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from starterkit.cache import CachedResponse
@@ -18,10 +19,27 @@ from starterkit.errors import error_responses
 from starterkit.items import service
 from starterkit.items.reads import ItemReads
 from starterkit.items.schemas import ItemCreate, ItemPage, ItemPatch, ItemRead
+from starterkit.queryparams import query_model
 from starterkit.runtime import Runtime
 from starterkit.schemas import MAX_DB_INT
 
 ItemId = Annotated[int, Path(ge=1, le=MAX_DB_INT)]
+
+
+class PageQuery(BaseModel):
+    """The query of the items list."""
+
+    limit: int = Field(50, ge=1, le=100)
+    offset: int | None = Field(None, ge=0, le=MAX_DB_INT)
+    skip: int | None = Field(None, ge=0, le=MAX_DB_INT, description="Alias of `offset`.")
+    cursor: str | None = Field(
+        None, max_length=128, description="`next_cursor` of the previous page."
+    )
+
+
+# Read by one model validation rather than four Query() parameters: the list is what clients
+# poll, and FastAPI's per-parameter work was a sixth of a cached page's time.
+page_query, page_parameters = query_model(PageQuery)
 _JSON = "application/json"
 
 
@@ -73,23 +91,14 @@ def build_items_router(kit: Runtime, *, tags: Sequence[str] = ("items",)) -> API
         "",
         name="items:list",
         response_model=ItemPage,
+        openapi_extra={"parameters": page_parameters},
         responses={
             **error_responses(400, 401, 422),
             304: {"description": "Not modified (`If-None-Match` matched the `ETag`)."},
         },
     )
     async def list_items(
-        request: Request,
-        user: CurrentUser,
-        limit: Annotated[int, Query(ge=1, le=100)] = 50,
-        offset: Annotated[int | None, Query(ge=0, le=MAX_DB_INT)] = None,
-        skip: Annotated[
-            int | None, Query(ge=0, le=MAX_DB_INT, description="Alias of `offset`.")
-        ] = None,
-        cursor: Annotated[
-            str | None,
-            Query(max_length=128, description="`next_cursor` of the previous page."),
-        ] = None,
+        request: Request, user: CurrentUser, query: Annotated[PageQuery, Depends(page_query)]
     ) -> Response:
         """Your items, newest first (a superuser's list has everyone's).
 
@@ -97,8 +106,8 @@ def build_items_router(kit: Runtime, *, tags: Sequence[str] = ("items",)) -> API
         next pages, which are fast at any depth and stable while items are added. Offset
         pages shift when items are added between requests.
         """
-        start = offset if offset is not None else (skip or 0)
-        page = await reads.page(user, limit=limit, offset=start, cursor=cursor)
+        start = query.offset if query.offset is not None else (query.skip or 0)
+        page = await reads.page(user, limit=query.limit, offset=start, cursor=query.cursor)
         return conditional_response(request, page)
 
     @router.get(
