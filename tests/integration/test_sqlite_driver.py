@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import anyio
 import pytest
 from sqlalchemy import insert, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -159,3 +160,75 @@ async def test_a_failed_connect_stops_its_thread_before_raising(
         assert [t for t in started if not t.name.startswith("asyncio_")] == []
     finally:
         await engine.dispose()
+
+
+async def test_writers_take_turns_in_arrival_order(engine: AsyncEngine) -> None:
+    async with engine.begin() as connection:
+        await connection.execute(
+            insert(User).values(email="w@example.com", hashed_password="x", created_at=NOW)
+        )
+    order: list[int] = []
+    first_holds = anyio.Event()
+    release_first = anyio.Event()
+
+    async def write(number: int) -> None:
+        async with engine.connect() as connection:
+            await connection.execute(text("SELECT count(*) FROM items"))  # reads need no turn
+            if number > 0:
+                await first_holds.wait()
+            await connection.execute(
+                insert(Item).values(title=f"{number}", owner_id=1, created_at=NOW, updated_at=NOW)
+            )
+            order.append(number)
+            if number == 0:
+                first_holds.set()
+                await release_first.wait()  # the others queue behind this open transaction
+            await connection.commit()
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(write, 0)
+        await first_holds.wait()
+        for number in range(1, 6):
+            tasks.start_soon(write, number)
+            await anyio.sleep(0.01)  # arrive one after the other
+        assert order == [0]
+        release_first.set()
+    assert order == [0, 1, 2, 3, 4, 5]
+    async with engine.connect() as connection:
+        assert (await connection.execute(text("SELECT count(*) FROM items"))).scalar() == 6
+
+
+async def test_a_turn_ends_with_its_transaction_however_it_ends(engine: AsyncEngine) -> None:
+    async with engine.begin() as connection:
+        await connection.execute(
+            insert(User).values(email="t@example.com", hashed_password="x", created_at=NOW)
+        )
+    for ending in ("rollback", "error", "close"):
+        connection = await engine.connect()
+        if ending == "error":
+            with pytest.raises(IntegrityError):
+                await connection.execute(
+                    insert(User).values(email="t@example.com", hashed_password="x", created_at=NOW)
+                )
+            await connection.rollback()
+        else:
+            await connection.execute(text("UPDATE users SET is_active = is_active"))
+            if ending == "rollback":
+                await connection.rollback()
+        await connection.close()
+        with anyio.fail_after(1):  # the next writer does not wait for a turn nobody holds
+            async with engine.begin() as other:
+                await other.execute(text("UPDATE users SET is_active = is_active"))
+
+
+async def test_a_writer_waits_no_longer_than_sqlite_would(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_driver, "WRITE_WAIT_SECONDS", 0.2)
+    async with engine.connect() as holder:
+        await holder.execute(text("CREATE TABLE t (x INTEGER)"))
+        await holder.execute(text("INSERT INTO t VALUES (1)"))  # holds the turn, uncommitted
+        async with engine.connect() as waiter:
+            with anyio.fail_after(2), pytest.raises(OperationalError, match="database is locked"):
+                await waiter.execute(text("INSERT INTO t VALUES (2)"))
+        await holder.commit()

@@ -26,8 +26,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import re
 import sqlite3
 import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -42,6 +44,51 @@ _Outcome = tuple[Any, list[Any], int, int | None]
 
 # How long a failed connect waits for aiosqlite's worker thread to take its stop request.
 _WORKER_STOP_SECONDS = 2.0
+# How long a writer waits for its turn (in this process, then SQLite's busy_timeout across them).
+WRITE_WAIT_SECONDS = 5.0
+# Statements that never write; any other one (INSERT, UPDATE, DDL, SAVEPOINT…) needs the turn.
+_READ_ONLY = re.compile(r"\s*(SELECT|PRAGMA|EXPLAIN)\b", re.IGNORECASE)
+
+
+class WriteTurns:
+    """One writing transaction at a time among an engine's connections, in arrival order.
+
+    SQLite allows one writer per database. A second connection that tries to write waits in
+    SQLite's busy handler, which polls with sleeps growing to 100 ms: with 32 requests
+    creating items at once, the unlucky ones lost every poll and waited over 600 ms. Here a
+    connection about to write first waits for its turn on an asyncio lock, first come first
+    served, and holds it until its transaction ends; SQLite's busy handler is then only met
+    across processes. A connection that waits longer than :data:`WRITE_WAIT_SECONDS` gets
+    SQLite's own "database is locked" error, as it would have from the busy handler.
+    """
+
+    def __init__(self) -> None:
+        # asyncio locks belong to one event loop; an engine may outlive one (tests, the CLI).
+        self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._holder: tuple[OneHopConnection, asyncio.Lock] | None = None
+
+    def take(self, connection: OneHopConnection) -> None:
+        """Wait (from SQLAlchemy's greenlet) until ``connection`` may write."""
+        if self._holder is not None and self._holder[0] is connection:
+            return
+        loop = asyncio.get_running_loop()
+        lock = self._locks.get(loop)
+        if lock is None:
+            lock = self._locks[loop] = asyncio.Lock()
+        try:
+            await_(asyncio.wait_for(lock.acquire(), WRITE_WAIT_SECONDS))
+        except TimeoutError:
+            raise sqlite3.OperationalError("database is locked") from None
+        self._holder = (connection, lock)
+
+    def give_back(self, connection: OneHopConnection) -> None:
+        """End ``connection``'s turn, if it has one and its transaction is over."""
+        holder = self._holder
+        if holder is not None and holder[0] is connection and not connection._in_transaction():
+            self._holder = None
+            holder[1].release()
 
 
 def _run_statement(
@@ -74,13 +121,19 @@ class OneHopCursor:
         self.arraysize = 1
 
     def _run(self, operation: str, parameters: Any, many: bool) -> None:
-        connection = self._adapt_connection._connection
+        adapt_connection = self._adapt_connection
+        connection = adapt_connection._connection
+        turns = adapt_connection.dbapi.write_turns
         try:
+            if not _READ_ONLY.match(operation):
+                turns.take(adapt_connection)
             outcome: _Outcome = await_(
                 connection._execute(_run_statement, connection._conn, operation, parameters, many)
             )
         except Exception as error:  # noqa: BLE001 - re-raised by SQLAlchemy's handler
-            self._adapt_connection._handle_exception(error)
+            adapt_connection._handle_exception(error)
+        finally:
+            turns.give_back(adapt_connection)  # a statement outside a transaction, or a failed one
         self.description, rows, self.rowcount, self.lastrowid = outcome
         self._rows = collections.deque(rows)
 
@@ -128,12 +181,24 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
         return connection is not None and connection.in_transaction
 
     def commit(self) -> None:
-        if self._in_transaction():
-            super().commit()
+        try:
+            if self._in_transaction():
+                super().commit()
+        finally:
+            self.dbapi.write_turns.give_back(self)
 
     def rollback(self) -> None:
-        if self._in_transaction():
-            super().rollback()
+        try:
+            if self._in_transaction():
+                super().rollback()
+        finally:
+            self.dbapi.write_turns.give_back(self)
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self.dbapi.write_turns.give_back(self)
 
 
 class StockDBAPI(AsyncAdapt_aiosqlite_dbapi):
@@ -156,7 +221,14 @@ class StockDBAPI(AsyncAdapt_aiosqlite_dbapi):
 
 
 class OneHopDBAPI(StockDBAPI):
-    """The DB-API module SQLAlchemy's aiosqlite dialect is given (``create_engine(module=)``)."""
+    """The DB-API module SQLAlchemy's aiosqlite dialect is given (``create_engine(module=)``).
+
+    One per engine, so its :class:`WriteTurns` are shared by exactly the engine's connections.
+    """
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.write_turns = WriteTurns()
 
     def _adapt(self, connection: Any) -> OneHopConnection:
         return OneHopConnection(self, connection)
