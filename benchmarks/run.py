@@ -7,6 +7,13 @@ on a fresh database, migrated with ``starterkit migrate``, with users made by
 with fixed connections and duration, the floor and each endpoint taking turns in every round.
 The cache-miss figures come from a second server with ``CACHE_TTL_SECONDS=0``.
 
+The ``peer`` scenario serves, next to them, the project people pick today: fastapi-users 15's
+documented SQLAlchemy example with an owned items list (``benchmarks/peer/``), in a venv of its
+own built once under ``~/.cache/starterkit-benchmarks/`` (fastapi-users pins an older
+SQLAlchemy), on a fresh database of its own. Its ``/users/me`` and list take turns with the
+floor like every endpoint, and are compared with starterkit's ``users-me`` and ``items-hit``
+(measured in the same rounds): starterkit / fastapi-users, target ≥ 4×.
+
 Prints requests/s (median, min–max), p50/p99 latency and the ratio to the floor of each
 endpoint, then the figures that are not throughput: ``/health/live`` p99 while 4 clients log
 in, keyset page latency with 100,000 vs 1,000 items, ``starterkit --help`` wall time and the
@@ -14,8 +21,9 @@ serving worker's RSS after 50,000 requests. ``--markdown docs/performance.md`` r
 in that page's section for the database and back end. Prints figures; asserts nothing.
 
 Usage: ``python benchmarks/run.py [--database sqlite|postgresql] [--backend memory|redis]
-[--connections 32] [--duration 8] [--rounds 3] [--only users-me,keyset,...] [--markdown PATH]``
-(``--help`` lists every option). Needs wrk: ``apt-get install wrk``.
+[--connections 32] [--duration 8] [--rounds 3] [--only users-me,peer,keyset,...]
+[--markdown PATH]`` (``--help`` lists every option). Needs wrk: ``apt-get install wrk``; the
+``peer`` scenario needs PyPI once, to build its venv.
 """
 
 # Ratios and ranges are printed with the multiplication sign and the en dash on purpose.
@@ -43,6 +51,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import backends
 from benchmarks.items_load import PASSWORD, token_for
 from benchmarks.login_load import UNTHROTTLED
+from benchmarks.peer.server import PEER_READER, peer_database_url, seed_peer, start_peer
+from benchmarks.peer.venv import PeerVenv, ensure_venv
 from benchmarks.report import (
     Finding,
     Report,
@@ -90,6 +100,39 @@ ENDPOINTS = (
         body='{"title": "benchmark item", "description": "written by benchmarks/run.py"}',
     ),
 )
+# The peer scenario's endpoints, on fastapi-users' example (no cache: it has none).
+PEER = "peer"
+PEER_ENDPOINTS = (
+    Endpoint(
+        "peer-users-me", "GET /users/me, fastapi-users 15", PEER, "/users/me", user=PEER_READER
+    ),
+    Endpoint(
+        "peer-items",
+        "GET /items?limit=20, fastapi-users 15 (no cache)",
+        PEER,
+        "/items?limit=20",
+        user=PEER_READER,
+    ),
+)
+# (starterkit's endpoint, the peer's, the finding's name); a repeated list is a cache hit on
+# starterkit, so the peer's list is compared with items-hit.
+PEER_PAIRS = (
+    ("users-me", "peer-users-me", "GET /users/me: starterkit / fastapi-users 15"),
+    ("items-hit", "peer-items", "GET /items?limit=20: starterkit (cache hit) / fastapi-users 15"),
+)
+PEER_TARGET = 4.0  # the issue: "at least 4 times fastapi-users' example" on PostgreSQL + Redis
+PEER_SETTINGS = (
+    "fastapi-users: one uvicorn worker (uvloop, httptools, no server header, uvicorn's access "
+    "log), JWT HS256 with a 24 h lifetime, SQLAlchemy's default pool (5 + 10 overflow), no cache"
+)
+PEER_NOTES = [
+    "fastapi-users (benchmarks/peer/fastapi_users_app.py) is its documented SQLAlchemy example "
+    "plus an owned items list; it has no cache, so its list queries on every request, and "
+    "`/users/me` loads the user from the database on every request. Its uvicorn access log "
+    "stays on, as starterkit writes one access line per request too.",
+    f"starterkit / fastapi-users is held to ≥ {PEER_TARGET:.0f}× on every database and back "
+    "end; the issue sets that target on PostgreSQL + Redis.",
+]
 
 
 def _at_least(ratio: float) -> Target:
@@ -117,7 +160,7 @@ TTL_EXPIRY_SECONDS = 2  # the short-TTL server's CACHE_TTL_SECONDS: several expi
 TTL_P99_TARGET_MS = 50.0
 WORKERS_TARGET = 1.4
 OTHER_SCENARIOS = ("ttl-expiry", "workers", "health-login", "keyset", "help", "rss")
-SCENARIOS = tuple(e.key for e in ENDPOINTS) + OTHER_SCENARIOS
+SCENARIOS = (*(e.key for e in ENDPOINTS), PEER, *OTHER_SCENARIOS)
 TITLES = {"sqlite": "SQLite", "postgresql": "PostgreSQL", "memory": "memory", "redis": "Redis"}
 
 
@@ -149,7 +192,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3, help="rounds of floor/endpoint turns")
     parser.add_argument(
         "--only",
-        help=f"comma-separated scenarios (default: all): {', '.join(SCENARIOS)}",
+        help=f"comma-separated scenarios (default: all): {', '.join(SCENARIOS)}; '{PEER}' "
+        "serves fastapi-users 15's documented example beside starterkit and compares its "
+        "/users/me and list with users-me and items-hit (measured with it); it builds its venv "
+        "once under $XDG_CACHE_HOME/starterkit-benchmarks (default ~/.cache), from PyPI",
     )
     parser.add_argument("--markdown", type=Path, help="write this run into that Markdown page")
     parser.add_argument(
@@ -185,8 +231,16 @@ SERVER_OPTIONS: dict[str, dict[str, str]] = {
 }
 
 
-def prepare(bench: Bench, stack: ExitStack, endpoints: list[Endpoint]) -> None:
-    """Migrate, create the users, start the servers, log in and give the reader 20 items."""
+def prepare(
+    bench: Bench,
+    stack: ExitStack,
+    endpoints: list[Endpoint],
+    peer_venv: PeerVenv | None = None,
+) -> None:
+    """Migrate, create the users, start the servers, log in and give the reader 20 items.
+
+    With ``peer_venv``, fastapi-users' example is served and seeded as well.
+    """
     starterkit_cli("migrate", folder=bench.folder, settings=bench.settings)
     for email in (READER, WRITER):
         starterkit_cli(
@@ -197,7 +251,8 @@ def prepare(bench: Bench, stack: ExitStack, endpoints: list[Endpoint]) -> None:
             settings=bench.settings,
             stdin=PASSWORD + "\n",
         )
-    names = {e.server for e in endpoints} | {"main"} | ({"floor"} if endpoints else set())
+    names = ({e.server for e in endpoints} - {PEER}) | {"main"}  # the peer is not starterkit
+    names |= {"floor"} if endpoints else set()
     if "keyset" in bench.args.scenarios:
         names.add("nocache")
     if "ttl-expiry" in bench.args.scenarios:
@@ -213,6 +268,8 @@ def prepare(bench: Bench, stack: ExitStack, endpoints: list[Endpoint]) -> None:
     ) as client:
         for n in range(20):
             client.post(f"{API}/items", json={"title": f"item {n}"}).raise_for_status()
+    if peer_venv is not None:
+        prepare_peer(bench, stack, peer_venv)
     for endpoint in endpoints:  # each answers as expected before anything is timed
         headers = {"Content-Type": "application/json"}
         if endpoint.user is not None:
@@ -227,8 +284,24 @@ def prepare(bench: Bench, stack: ExitStack, endpoints: list[Endpoint]) -> None:
             raise RuntimeError(f"{endpoint.name} answered {response.status_code}: {response.text}")
 
 
-def measure_throughput(bench: Bench, endpoints: list[Endpoint], report: Report) -> None:
-    """Warm every server up, then in each round: floor, endpoint, floor, endpoint…"""
+def prepare_peer(bench: Bench, stack: ExitStack, venv: PeerVenv) -> None:
+    """Serve fastapi-users' example on a fresh database; its reader gets 20 items and a token."""
+    database_url = peer_database_url(bench.args, bench.folder, stack)
+    server = start_peer(
+        venv, database_url=database_url, folder=bench.folder, cpus=bench.server_cpus
+    )
+    stack.callback(server.stop)  # before the database is dropped: the stack unwinds backwards
+    bench.servers[PEER] = server
+    bench.tokens[PEER_READER] = seed_peer(server.base_url, PASSWORD)
+
+
+def measure_throughput(
+    bench: Bench, endpoints: list[Endpoint], report: Report
+) -> dict[str, Throughput]:
+    """Warm every server up, then in each round: floor, endpoint, floor, endpoint…
+
+    Returns each endpoint's figures by its key.
+    """
     report.floor = Throughput(FLOOR.name, None)
     results = {e.key: Throughput(e.name, e.target) for e in endpoints}
     report.throughput = list(results.values())
@@ -246,6 +319,24 @@ def measure_throughput(bench: Bench, endpoints: list[Endpoint], report: Report) 
                     f"{run.rate:9,.0f} req/s  p99 {run.p99_ms:7.2f} ms"
                     + (f"  {run.errors + run.non2xx} failed" if run.errors + run.non2xx else "")
                 )
+    return results
+
+
+def compare_with_peer(results: dict[str, Throughput]) -> list[Finding]:
+    """starterkit's throughput over fastapi-users' on the same request, from the same rounds."""
+    findings = []
+    for ours, theirs, name in PEER_PAIRS:
+        starterkit_rate, peer_rate = results[ours].rate, results[theirs].rate
+        ratio = starterkit_rate / peer_rate if peer_rate else 0.0
+        findings.append(
+            Finding(
+                name,
+                f"{starterkit_rate:,.0f} vs {peer_rate:,.0f} req/s (medians) = {ratio:.2f}×",
+                f"≥ {PEER_TARGET:.0f}×",
+                ratio >= PEER_TARGET,
+            )
+        )
+    return findings
 
 
 def measure_ttl_expiry(bench: Bench) -> Finding:
@@ -298,13 +389,21 @@ def measure_workers(bench: Bench) -> Finding:
     )
 
 
-def measure(bench: Bench, stack: ExitStack, endpoints: list[Endpoint], report: Report) -> None:
+def measure(
+    bench: Bench,
+    stack: ExitStack,
+    endpoints: list[Endpoint],
+    report: Report,
+    peer_venv: PeerVenv | None,
+) -> None:
     """Prepare the database and servers, then measure each chosen scenario into ``report``."""
     args = bench.args
     if set(args.scenarios) != {"help"}:  # the --help timing needs no server
-        prepare(bench, stack, endpoints)
+        prepare(bench, stack, endpoints, peer_venv)
     if endpoints:
-        measure_throughput(bench, endpoints, report)
+        results = measure_throughput(bench, endpoints, report)
+        if peer_venv is not None:
+            report.findings += compare_with_peer(results)
     if "ttl-expiry" in args.scenarios:
         report.findings.append(measure_ttl_expiry(bench))
     if "workers" in args.scenarios:
@@ -348,11 +447,18 @@ def run_settings(args: argparse.Namespace, stack: ExitStack) -> tuple[dict[str, 
     return settings, folder
 
 
-def run(args: argparse.Namespace, stack: ExitStack) -> Report:
+def chosen_endpoints(args: argparse.Namespace) -> list[Endpoint]:
+    """The endpoints to measure, with their targets; the peer's need starterkit's to compare."""
+    keys = set(args.scenarios)
+    if PEER in keys:
+        keys |= {ours for ours, _, _ in PEER_PAIRS}
     targets = TARGETS[args.database]
-    endpoints = [
-        dataclasses.replace(e, target=targets[e.key]) for e in ENDPOINTS if e.key in args.scenarios
-    ]
+    chosen = [dataclasses.replace(e, target=targets[e.key]) for e in ENDPOINTS if e.key in keys]
+    return chosen + (list(PEER_ENDPOINTS) if PEER in keys else [])
+
+
+def run(args: argparse.Namespace, stack: ExitStack) -> Report:
+    endpoints = chosen_endpoints(args)
     uses_wrk = bool(endpoints) or "rss" in args.scenarios
     if uses_wrk:
         wrk_path()  # exits with the install command when wrk is missing
@@ -363,6 +469,8 @@ def run(args: argparse.Namespace, stack: ExitStack) -> Report:
             raise SystemExit("Error: --pin needs at least 2 CPUs")
         server_cpus, client_cpus = str(cpus[0]), ",".join(str(c) for c in cpus[1:])
         os.sched_setaffinity(0, cpus[1:])
+    # Built (once) before anything is timed, so its versions head the report.
+    peer_venv = ensure_venv(announce=progress) if PEER in args.scenarios else None
     settings, folder = run_settings(args, stack)
     extra = {
         "database": settings.pop("database_version"),
@@ -374,6 +482,8 @@ def run(args: argparse.Namespace, stack: ExitStack) -> Report:
         if args.pin
         else "none",
     }
+    if peer_venv is not None:
+        extra["peer"] = f"fastapi-users' documented SQLAlchemy example: {peer_venv.versions}"
     report = Report(
         title=f"{TITLES[args.database]} + {TITLES[args.backend]}",
         machine=machine(extra),
@@ -383,10 +493,13 @@ def run(args: argparse.Namespace, stack: ExitStack) -> Report:
         f"auth rate limits {UNTHROTTLED}, CACHE_TTL_SECONDS 30 (0 for the cache-miss server, "
         f"{TTL_EXPIRY_SECONDS} for the expiry run)",
     )
+    if peer_venv is not None:
+        report.settings += f"; {PEER_SETTINGS}"
+        report.notes += PEER_NOTES
     print(report.as_text(), file=sys.stderr, flush=True)
     bench = Bench(args, folder, settings, server_cpus, client_cpus)
     try:
-        measure(bench, stack, endpoints, report)
+        measure(bench, stack, endpoints, report, peer_venv)
     except Exception:
         for server in bench.servers.values():  # the folder and its logs go when the run ends
             progress(f"--- last lines of the {server.name} server's log:\n{server.log_tail()}")
