@@ -82,6 +82,13 @@ from starterkit import Settings
 FLOOR = Endpoint("floor", "GET /ping (bare FastAPI: the floor)", "floor", "/ping", user=None)
 ENDPOINTS = (
     Endpoint("health-live", "GET /health/live", "main", f"{API}/health/live", user=None),
+    Endpoint(
+        "health-live-quiet",
+        "GET /health/live, `serve --no-access-log`",
+        "quiet",
+        f"{API}/health/live",
+        user=None,
+    ),
     Endpoint("users-me", "GET /users/me", "main", f"{API}/users/me"),
     Endpoint("items-hit", "GET /items?limit=20, cache hit", "main", f"{API}/items?limit=20"),
     Endpoint(
@@ -228,6 +235,7 @@ SERVER_OPTIONS: dict[str, dict[str, str]] = {
     "nocache": {"cache_ttl_seconds": "0"},
     "shortttl": {"cache_ttl_seconds": str(TTL_EXPIRY_SECONDS)},
     "twoworkers": {"--workers": "2"},
+    "quiet": {"--no-access-log": ""},  # what the access line costs: the operator's choice
 }
 
 
@@ -453,7 +461,9 @@ def chosen_endpoints(args: argparse.Namespace) -> list[Endpoint]:
     if PEER in keys:
         keys |= {ours for ours, _, _ in PEER_PAIRS}
     targets = TARGETS[args.database]
-    chosen = [dataclasses.replace(e, target=targets[e.key]) for e in ENDPOINTS if e.key in keys]
+    chosen = [
+        dataclasses.replace(e, target=targets.get(e.key)) for e in ENDPOINTS if e.key in keys
+    ]
     return chosen + (list(PEER_ENDPOINTS) if PEER in keys else [])
 
 

@@ -112,12 +112,13 @@ def start_starterkit(
     name: str, *, folder: Path, settings: dict[str, str], cpus: str | None = None
 ) -> Server:
     """``starterkit serve`` with ``settings``; keys starting with ``--`` are ``serve``
-    options instead (default: one worker, default server options)."""
+    options instead, with their value or ``""`` for a flag (default: one worker, default server
+    options)."""
     port = free_port()
     command = [sys.executable, "-m", "starterkit", "serve", "--port", str(port), "--no-migrate"]
     options = {key: value for key, value in settings.items() if key.startswith("--")}
-    for option, value in options.items():  # serve's own options, such as --workers
-        command += [option, value]
+    for option, value in options.items():  # serve's own options, such as --workers 2
+        command += [option, value] if value else [option]  # a flag such as --no-access-log
     settings = {key: value for key, value in settings.items() if key not in options}
     return start_server(
         name,

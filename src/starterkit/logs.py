@@ -14,6 +14,7 @@ uvicorn's access log, which knows neither, is turned off.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -113,8 +114,15 @@ class AccessLogHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
     Besides handling records like any stream handler, it writes an access line straight from
     its fields (:meth:`write`): making, filtering and formatting a log record for every
-    request took about 6 µs, a fifth of a probe's whole request.
+    request took about 6 µs, a fifth of a probe's whole request. And the lines an event-loop
+    turn writes leave in one ``write`` at the end of that turn, not one system call each
+    (about 9% of a probe's throughput over HTTP): no line waits for another request, only for
+    the turn that wrote it to end.
     """
+
+    def __init__(self, stream: Any = None) -> None:
+        super().__init__(stream)
+        self._pending: list[str] = []
 
     def write(self, line: AccessLine) -> bool:
         """Write ``line`` as the handler's formatter would; False when this handler has been
@@ -126,14 +134,40 @@ class AccessLogHandler(logging.StreamHandler):  # type: ignore[type-arg]
             or any(type(check) is not RequestIdFilter for check in self.filters)
         ):
             return False
-        text = formatter.access_line(line, REQUEST_ID.get())
+        text = formatter.access_line(line, REQUEST_ID.get()) + self.terminator
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no event loop to wait for: write it now
+            loop = None
         with self.lock:  # type: ignore[union-attr]
-            try:
-                self.stream.write(text + self.terminator)
-                self.flush()
-            except Exception:  # noqa: BLE001 - as StreamHandler.emit: never fail the request
-                self.handleError(_access_record(logging.getLogger(ACCESS_LOGGER), line))
+            self._pending.append(text)
+            if loop is None or len(self._pending) == 1:  # the first of this turn
+                if loop is None:
+                    self._write_pending()
+                else:
+                    loop.call_soon(self.flush)
         return True
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            self._write_pending()  # the lines before this record go first
+        super().emit(record)
+
+    def flush(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            self._write_pending()
+        super().flush()
+
+    def _write_pending(self) -> None:
+        if not self._pending:
+            return
+        text = "".join(self._pending)
+        self._pending.clear()
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except Exception:  # noqa: BLE001 - as StreamHandler.emit: never fail the request
+            self.handleError(logging.makeLogRecord({"msg": text, "name": ACCESS_LOGGER}))
 
 
 def write_access_line(logger: logging.Logger, line: AccessLine) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
 import logging
 import logging.config
@@ -16,6 +18,7 @@ from starterkit.logs import (
     REQUEST_ID,
     AccessLine,
     AccessLogHandler,
+    AccessTextFormatter,
     JSONFormatter,
     RequestIdFilter,
     logging_config,
@@ -132,3 +135,37 @@ def test_an_access_line_written_directly_reads_as_its_log_record_would(
                 1.25,
                 "req-1",
             )
+
+
+class CountingStream(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+def test_the_lines_of_one_event_loop_turn_leave_in_one_write() -> None:
+    handler = AccessLogHandler(CountingStream())
+    handler.setFormatter(AccessTextFormatter())
+    handler.addFilter(RequestIdFilter())
+    stream = handler.stream
+    lines = [AccessLine("10.0.0.1", "GET", f"/r{n}", 200, 0.5) for n in range(3)]
+
+    async def serve() -> None:
+        for line in lines[:2]:
+            assert handler.write(line)
+        assert stream.getvalue() == ""  # not before the turn ends
+        await asyncio.sleep(0)
+        assert stream.writes == 1
+        assert handler.write(lines[2])
+        # A record (not an access line) keeps its place after the lines before it.
+        handler.emit(logging.makeLogRecord({"msg": "a record", "levelname": "INFO"}))
+        handler.flush()
+
+    asyncio.run(serve())
+    written = stream.getvalue().splitlines()
+    assert [text.split()[3] for text in written[:3]] == ["/r0", "/r1", "/r2"]
+    assert written[3] == "INFO:     a record [-]"
