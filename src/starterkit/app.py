@@ -200,6 +200,12 @@ def add_routes(app: FastAPI, router: APIRouter, *, prefix: str = "") -> None:
         )
 
 
+def _split(router: APIRouter, name: str) -> tuple[APIRouter, APIRouter]:
+    """Two routers: the routes of ``router`` called ``name``, and the others, in order."""
+    named = [route for route in router.routes if getattr(route, "name", None) == name]
+    return APIRouter(routes=named), APIRouter(routes=[r for r in router.routes if r not in named])
+
+
 def create_app(settings: Settings | None = None, *, kit: StarterKit | None = None) -> FastAPI:
     """Build the whole starterkit service.
 
@@ -226,13 +232,15 @@ def create_app(settings: Settings | None = None, *, kit: StarterKit | None = Non
         openapi_url="/openapi.json" if docs else None,
     )
     kit.install(app)
-    # Routers are matched in this order, one route after another: the ones that answer most
-    # requests (probes, items, the caller) first, as routes of the app itself. No two of them
-    # share a path.
+    # Routes are matched in this order, one after another (about 1 µs each): the ones that
+    # answer most requests first, as routes of the app itself: the probes, the caller's own
+    # account, items, the rest of /users. No two of them share a path.
     prefix = kit.settings.api_prefix
+    users_me, other_users = _split(kit.users_router, "users:me")
     add_routes(app, kit.health_router, prefix=prefix)
+    add_routes(app, users_me, prefix=f"{prefix}/users")
     add_routes(app, kit.items_router, prefix=f"{prefix}/items")
-    add_routes(app, kit.users_router, prefix=f"{prefix}/users")
+    add_routes(app, other_users, prefix=f"{prefix}/users")
     app.include_router(kit.auth_router, prefix=f"{prefix}/auth")
     app.include_router(kit.metrics_router, prefix=prefix)
     app.include_router(kit.jwks_router)
