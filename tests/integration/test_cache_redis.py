@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +14,10 @@ import anyio.to_thread
 import httpx
 import pytest
 from limits import parse
+from redis.asyncio import Redis
 
 from starterkit import Settings, StarterKit, create_app
+from starterkit.cache import CachedResponse, RedisBackend, ResponseCache
 from starterkit.db import migrate
 from tests.conftest import SettingsFactory, app_client
 from tests.support.auth import API, bearer, login, register, signed_up
@@ -219,23 +223,82 @@ async def test_a_cache_hit_on_redis_is_one_round_trip(shared_settings: Settings)
         headers = bearer((await signed_up(client, "trips@example.com"))["access_token"])
         await client.post(f"{API}/items", json={"title": "counted"}, headers=headers)
         assert (await client.get(f"{API}/items", headers=headers)).status_code == 200  # stored
-        sent: list[str] = []
+        trips: list[list[str]] = []  # the commands of each round trip
         redis = kit.redis
         assert redis is not None
         execute: Any = redis.execute_command
+        make_pipeline: Any = redis.pipeline
 
         async def counted(*args: object, **options: object) -> object:
-            sent.append(str(args[0]))
+            trips.append([str(args[0])])
             return await execute(*args, **options)
 
+        def counted_pipeline(*args: object, **options: object) -> Any:
+            pipeline = make_pipeline(*args, **options)
+            run = pipeline.execute
+
+            async def execute_counted(*run_args: object, **run_options: object) -> object:
+                trips.append([str(command[0][0]) for command in pipeline.command_stack])
+                return await run(*run_args, **run_options)
+
+            pipeline.execute = execute_counted
+            return pipeline
+
         redis.execute_command = counted  # type: ignore[method-assign]
+        redis.pipeline = counted_pipeline  # type: ignore[method-assign]
         try:
             hit = await client.get(f"{API}/items", headers=headers)
         finally:
             redis.execute_command = execute  # type: ignore[method-assign]
+            redis.pipeline = make_pipeline  # type: ignore[method-assign]
         assert hit.status_code == 200
         assert [i["title"] for i in hit.json()["items"]] == ["counted"]
-        cache_commands = [
-            name for name in sent if name.upper() in {"EVALSHA", "EVAL", "MGET", "GET"}
+        cache_trips = [
+            trip
+            for trip in trips
+            if any(name.upper() in {"EVALSHA", "EVAL", "MGET", "GET"} for name in trip)
         ]
-        assert cache_commands == ["EVALSHA"], sent
+        assert cache_trips == [["EVALSHA"]], trips
+
+
+async def test_the_lookups_of_one_turn_share_one_pipeline_and_survive_a_script_flush(
+    private_redis: PrivateRedis,
+) -> None:
+    redis = Redis.from_url(private_redis.url)
+    cache = ResponseCache(RedisBackend(redis), ttl_seconds=60, prefix="batch:")
+    users = [1, 2, 3, 4, 5]
+    for user in users:
+        body = f"user {user}".encode()
+        await cache.fetch(user, "items", partial(computed, CachedResponse(body, f'"{user}"')))
+    pipelines: list[int] = []
+    make_pipeline: Any = redis.pipeline
+
+    def counted_pipeline(*args: object, **options: object) -> Any:
+        pipeline = make_pipeline(*args, **options)
+        run = pipeline.execute
+
+        async def execute_counted(*run_args: object, **run_options: object) -> object:
+            pipelines.append(len(pipeline.command_stack))
+            return await run(*run_args, **run_options)
+
+        pipeline.execute = execute_counted
+        return pipeline
+
+    redis.pipeline = counted_pipeline  # type: ignore[method-assign]
+    try:
+        lookups = await asyncio.gather(*(cache.lookup(user, "items") for user in users * 2))
+        assert [lookup.hit and lookup.hit.body for lookup in lookups] == [
+            f"user {user}".encode() for user in users * 2
+        ]
+        assert pipelines == [10]  # one round trip for the ten
+        # Redis forgot its scripts (a restart, SCRIPT FLUSH): loaded again, still a hit.
+        await redis.script_flush()
+        again = await cache.lookup(3, "items")
+        assert again.hit is not None
+        assert again.hit.body == b"user 3"
+    finally:
+        await redis.aclose()
+
+
+async def computed(response: CachedResponse) -> CachedResponse:
+    return response
