@@ -5,14 +5,15 @@ from pathlib import Path
 from typing import Annotated
 
 import anyio.to_thread
+import asyncpg
 import httpx
 import pytest
 from fastapi import Depends, FastAPI
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from starterkit import Settings, User, __version__, create_app
+from starterkit import Settings, StarterKit, User, __version__, create_app
 from starterkit.db import migrate
 from starterkit.testing import signed_in_user
 from tests.conftest import SettingsFactory, app_client
@@ -126,6 +127,32 @@ async def test_postgres_outage_is_503_and_recovers_without_restart(
             await check_recovered(client)
     finally:
         await proxy.cut()
+
+
+@pytest.mark.postgres
+async def test_a_pooled_connection_the_server_closed_is_replaced_at_checkout(
+    make_settings: SettingsFactory, database_url: str
+) -> None:
+    # No pre-ping: the pool checks asyncpg's closed flag instead of a round trip.
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL only")
+    kit = StarterKit(make_settings(database_pool_size=1, database_max_overflow=0))
+    backend_pid = text("SELECT pg_backend_pid()")
+    try:
+        async with kit.engine.connect() as connection:
+            pooled = (await connection.execute(backend_pid)).scalar_one()
+        async with kit.read_engine.connect() as connection:  # the same pool, the same one
+            assert (await connection.execute(backend_pid)).scalar_one() == pooled
+        killer = await asyncpg.connect(database_url)
+        try:
+            assert await killer.fetchval("SELECT pg_terminate_backend($1)", pooled)
+        finally:
+            await killer.close()
+        await anyio.sleep(0.2)  # the event loop reads the server's close
+        async with kit.engine.connect() as connection:
+            assert (await connection.execute(backend_pid)).scalar_one() != pooled
+    finally:
+        await kit.aclose()
 
 
 @pytest.mark.postgres
