@@ -461,9 +461,7 @@ def chosen_endpoints(args: argparse.Namespace) -> list[Endpoint]:
     if PEER in keys:
         keys |= {ours for ours, _, _ in PEER_PAIRS}
     targets = TARGETS[args.database]
-    chosen = [
-        dataclasses.replace(e, target=targets.get(e.key)) for e in ENDPOINTS if e.key in keys
-    ]
+    chosen = [dataclasses.replace(e, target=targets.get(e.key)) for e in ENDPOINTS if e.key in keys]
     return chosen + (list(PEER_ENDPOINTS) if PEER in keys else [])
 
 

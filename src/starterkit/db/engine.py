@@ -75,9 +75,8 @@ def create_engine(settings: Settings) -> AsyncEngine:
 
     A pooled connection the server has closed is replaced when it is checked out (see
     :func:`_replace_closed_connection`), so the service recovers by itself after a database
-    restart, and
-    waiting for a pooled connection is bounded by ``database_pool_timeout`` so exhaustion turns
-    into a quick 503 instead of a hung request.
+    restart, and waiting for a pooled connection is bounded by ``database_pool_timeout`` so
+    exhaustion turns into a quick 503 instead of a hung request.
     """
     kind = settings.database_kind
     # Errors and their log records show the SQL but never the values: typed emails, hashes.
