@@ -78,7 +78,7 @@ class WriteTurns:
         if lock is None:
             lock = self._locks[loop] = asyncio.Lock()
         try:
-            await_(asyncio.wait_for(lock.acquire(), WRITE_WAIT_SECONDS))
+            await_(_acquire(lock))
         except TimeoutError:
             raise sqlite3.OperationalError("database is locked") from None
         self._holder = (connection, lock)
@@ -89,6 +89,13 @@ class WriteTurns:
         if holder is not None and holder[0] is connection and not connection._in_transaction():
             self._holder = None
             holder[1].release()
+
+
+async def _acquire(lock: asyncio.Lock) -> None:
+    # asyncio.timeout, not wait_for: on Python 3.11 wait_for could time out just as the lock
+    # was acquired and leave it held forever; a timeout raises only if the wait was cancelled.
+    async with asyncio.timeout(WRITE_WAIT_SECONDS):
+        await lock.acquire()
 
 
 def _run_statement(
