@@ -137,15 +137,19 @@ class RedisBackend:
         self._redis = redis
         self._get_entry: AsyncScript = redis.register_script(_GET_ENTRY)
         self._waiting: list[tuple[_EntryCall, asyncio.Future[Any]]] = []
+        self._waiting_loop: asyncio.AbstractEventLoop | None = None
         self._sending: set[asyncio.Task[None]] = set()  # referenced until done
 
     async def get_entry(self, keys: str, user_id: int, route: str) -> tuple[str, bytes | None]:
         loop = asyncio.get_running_loop()
+        if self._waiting and self._waiting_loop is not loop:
+            self._waiting = []  # left by an event loop that ended before sending them
         found: asyncio.Future[Any] = loop.create_future()
         self._waiting.append(
             ((f"{keys}epoch", f"{keys}gen:{user_id}", keys, user_id, route), found)
         )
         if len(self._waiting) == 1:  # the first lookup of this turn sends them all after it
+            self._waiting_loop = loop
             loop.call_soon(self._send_waiting)
         reply = await found
         key, value = reply[0], reply[1] if len(reply) > 1 else None

@@ -302,3 +302,29 @@ async def test_the_lookups_of_one_turn_share_one_pipeline_and_survive_a_script_f
 
 async def computed(response: CachedResponse) -> CachedResponse:
     return response
+
+
+def test_lookups_left_by_an_event_loop_that_ended_do_not_hold_up_the_next_one(
+    private_redis: PrivateRedis,
+) -> None:
+    redis = Redis.from_url(private_redis.url)
+    backend = RedisBackend(redis)
+    ended = asyncio.new_event_loop()
+    stale = ended.create_task(backend.get_entry("stale:", 1, "items"))
+    ended.call_soon(ended.stop)  # after the lookup queued itself, before it was sent
+    ended.run_forever()
+
+    async def lookup() -> tuple[str, bytes | None]:
+        try:
+            return await asyncio.wait_for(backend.get_entry("fresh:", 1, "items"), 5)
+        finally:
+            await redis.aclose()
+
+    try:
+        key, value = asyncio.run(lookup())
+    finally:
+        stale.cancel()
+        ended.run_until_complete(asyncio.gather(stale, return_exceptions=True))
+        ended.close()
+    assert key.startswith("fresh:")
+    assert value is None
