@@ -70,7 +70,12 @@ class ItemReads:
             InvalidRequest: the cursor is malformed.
         """
         position = service.Cursor.decode(cursor) if cursor is not None else None
-        query = {"limit": limit, **({"cursor": cursor} if cursor else {"offset": offset})}
+        # The key names the page like its query string; two integers need no quoting.
+        route = (
+            "items?" + urlencode({"cursor": cursor, "limit": limit})
+            if cursor
+            else f"items?limit={limit}&offset={offset}"
+        )
 
         async def render() -> bytes:
             async with self._engine.connect() as connection:
@@ -78,7 +83,7 @@ class ItemReads:
                     connection, user, limit=limit, offset=offset, cursor=position
                 )
 
-        return await self._cached(user, "items?" + urlencode(sorted(query.items())), render)
+        return await self._cached(user, route, render)
 
     async def one(self, user: User, item_id: int) -> CachedResponse:
         """One item the caller may see.
