@@ -40,6 +40,7 @@ class PageQuery(BaseModel):
 # Read by one model validation rather than four Query() parameters: the list is what clients
 # poll, and FastAPI's per-parameter work was a sixth of a cached page's time.
 page_query, page_parameters = query_model(PageQuery)
+
 _JSON = "application/json"
 
 
