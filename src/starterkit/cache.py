@@ -31,7 +31,6 @@ from redis.exceptions import NoScriptError
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
-    from redis.commands.core import AsyncScript
 
 logger = logging.getLogger("starterkit.cache")
 
@@ -135,7 +134,7 @@ class RedisBackend:
 
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
-        self._get_entry: AsyncScript = redis.register_script(_GET_ENTRY)
+        self._get_entry_sha = redis.register_script(_GET_ENTRY).sha
         self._waiting: list[tuple[_EntryCall, asyncio.Future[Any]]] = []
         self._waiting_loop: asyncio.AbstractEventLoop | None = None
         self._sending: set[asyncio.Task[None]] = set()  # referenced until done
@@ -179,11 +178,12 @@ class RedisBackend:
                 found.set_result(reply)
 
     async def _run_scripts(self, calls: list[_EntryCall]) -> list[Any]:
-        script = self._get_entry
         for _ in range(2):
             async with self._redis.pipeline(transaction=False) as pipe:
                 for epoch_key, generation_key, keys, user_id, route in calls:
-                    pipe.evalsha(script.sha, 2, epoch_key, generation_key, keys, user_id, route)
+                    pipe.evalsha(
+                        self._get_entry_sha, 2, epoch_key, generation_key, keys, user_id, route
+                    )
                 replies: list[Any] = await pipe.execute(raise_on_error=False)
             if not any(isinstance(reply, NoScriptError) for reply in replies):
                 break

@@ -65,11 +65,7 @@ class JSONFormatter(logging.Formatter):
             "logger": ACCESS_LOGGER,
             "message": line.message(),
             "request_id": request_id,
-            "client": line.client,
-            "method": line.method,
-            "route": line.route,
-            "status": line.status,
-            "duration_ms": line.duration_ms,
+            **line._asdict(),  # the ACCESS_FIELDS, in their order
         }
         return json.dumps(entry, ensure_ascii=False, default=str)
 
@@ -141,11 +137,11 @@ class AccessLogHandler(logging.StreamHandler):  # type: ignore[type-arg]
             loop = None
         with self.lock:  # type: ignore[union-attr]
             self._pending.append(text)
-            if loop is None or len(self._pending) == 1:  # the first of this turn
-                if loop is None:
-                    self._write_pending()
-                else:
-                    loop.call_soon(self.flush)
+            first_of_turn = len(self._pending) == 1
+        if loop is None:
+            self.flush()
+        elif first_of_turn:
+            loop.call_soon(self.flush)
         return True
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -164,8 +160,7 @@ class AccessLogHandler(logging.StreamHandler):  # type: ignore[type-arg]
         text = "".join(self._pending)
         self._pending.clear()
         try:
-            self.stream.write(text)
-            self.stream.flush()
+            self.stream.write(text)  # flushed by flush(), emit()'s included
         except Exception:  # noqa: BLE001 - as StreamHandler.emit: never fail the request
             self.handleError(logging.makeLogRecord({"msg": text, "name": ACCESS_LOGGER}))
 

@@ -30,7 +30,7 @@ import re
 import sqlite3
 import threading
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import aiosqlite
@@ -188,16 +188,15 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
         return connection is not None and connection.in_transaction
 
     def commit(self) -> None:
-        try:
-            if self._in_transaction():
-                super().commit()
-        finally:
-            self.dbapi.write_turns.give_back(self)
+        self._end_transaction(super().commit)
 
     def rollback(self) -> None:
+        self._end_transaction(super().rollback)
+
+    def _end_transaction(self, end: Callable[[], None]) -> None:
         try:
             if self._in_transaction():
-                super().rollback()
+                end()
         finally:
             self.dbapi.write_turns.give_back(self)
 
