@@ -1,16 +1,20 @@
 """Cache misses while cache hits keep the event loop busy: how long do the misses take?
 
-A page that misses the cache is read through aiosqlite's thread, which needs the GIL back after
-every row; cache hits need no thread and keep the event loop, and so the GIL, busy. This script
+On SQLite a page read through aiosqlite's thread needed the GIL back after every row, while
+cache hits, which need no thread, kept the event loop, and so the GIL, busy. This script
 calls the app in process (like ``asgi_load.py``) from 32 tasks for ``--seconds``: ``--missers``
 of them ask for pages the cache cannot have (a user with 2,000 items, ``limit`` 1-100 and
 ``offset`` 0-999), the others repeat one cached page. It prints hits/s, misses/s and the
 misses' latency. A 503 (a read waited longer than ``DATABASE_POOL_TIMEOUT`` for the
 connection) stops the run with that error.
 
-Usage: ``python benchmarks/mixed_load.py [--missers 4] [--seconds 8] [--switch-interval S]``;
-``--switch-interval`` sets ``sys.setswitchinterval`` first (CPython's default is 0.005).
-Prints figures; asserts nothing.
+Usage: ``python benchmarks/mixed_load.py [--missers 4] [--seconds 8] [--switch-interval S]
+[--database postgresql --backend redis [--database-url URL] [--redis-url URL]]``;
+``--switch-interval`` sets ``sys.setswitchinterval`` first (CPython's default is 0.005). The
+database is a fresh SQLite file, or a fresh PostgreSQL database (dropped afterwards) on the
+server of ``--database-url`` (default ``STARTERKIT_TEST_DATABASE_URL``); ``--backend redis``
+keeps the cache in Redis under a prefix of the run's own (deleted afterwards), as ``run.py``
+does. Prints figures; asserts nothing.
 """
 
 from __future__ import annotations
@@ -21,12 +25,15 @@ import json
 import sys
 import tempfile
 import time
+import uuid
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks import backends
 from benchmarks.asgi_load import EMAIL, call
 from benchmarks.items_load import PASSWORD, seed
 from starterkit import Settings, create_app
@@ -35,13 +42,14 @@ from starterkit.db import migrate
 PAGE = "/api/v1/items?limit=20"
 
 
-async def run(args: argparse.Namespace, folder: Path) -> None:
+async def run(args: argparse.Namespace, database_url: str, redis: dict[str, Any]) -> None:
     settings = Settings(
         environment="development",
-        database_url=f"sqlite:///{folder / 'mixed.db'}",
+        database_url=database_url,
         secret_key="b" * 64,
         refresh_token_secret="r" * 64,
         access_token_expire_minutes=1440,
+        **redis,
     )
     await asyncio.to_thread(migrate.upgrade, settings)
     await seed(settings, EMAIL, 2000)
@@ -79,6 +87,7 @@ async def run(args: argparse.Namespace, folder: Path) -> None:
     misses.sort()
     count = len(misses)
     print(
+        f"{args.database} + {args.backend}, "
         f"switch interval {sys.getswitchinterval() * 1e3:g} ms, {args.missers} missers: "
         f"{hits / args.seconds:,.0f} hits/s, {count / args.seconds:,.0f} misses/s; misses "
         f"p50 {misses[count // 2] * 1e3:,.0f} ms, p99 {misses[int(count * 0.99)] * 1e3:,.0f} ms, "
@@ -91,11 +100,21 @@ def main() -> None:
     parser.add_argument("--missers", type=int, default=4, choices=range(1, 32), metavar="1-31")
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--switch-interval", type=float)
+    parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--backend", choices=("memory", "redis"), default="memory")
+    parser.add_argument("--database-url")
+    parser.add_argument("--redis-url")
     args = parser.parse_args()
     if args.switch_interval is not None:
         sys.setswitchinterval(args.switch_interval)
-    with tempfile.TemporaryDirectory() as folder:
-        uvloop.run(run(args, Path(folder)))
+    with tempfile.TemporaryDirectory() as folder, ExitStack() as stack:
+        database_url, _ = backends.database(args, Path(folder), stack)
+        redis: dict[str, Any] = {}
+        if args.backend == "redis":
+            prefix = f"starterkit-mixed-{uuid.uuid4().hex[:12]}:"
+            redis_url, _ = backends.redis(args, stack, prefix)
+            redis = {"redis_url": redis_url, "redis_key_prefix": prefix}
+        uvloop.run(run(args, database_url, redis))
 
 
 if __name__ == "__main__":

@@ -390,12 +390,15 @@ async def test_database_errors_never_carry_the_values_of_a_statement(
     kit: StarterKit, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Their log records would otherwise hold typed emails and password hashes.
-    for engine in (kit.engine, kit.read_engine):
-        async with engine.connect() as connection:
-            with pytest.raises(DBAPIError) as caught:
-                await connection.execute(
-                    text("SELECT * FROM no_such_table WHERE email = :email"),
-                    {"email": "secret-person@example.com"},
-                )
-        assert "secret-person" not in str(caught.value)
-        assert "no_such_table" in str(caught.value)
+    try:
+        for engine in (kit.engine, kit.read_engine):
+            async with engine.connect() as connection:
+                with pytest.raises(DBAPIError) as caught:
+                    await connection.execute(
+                        text("SELECT * FROM no_such_table WHERE email = :email"),
+                        {"email": "secret-person@example.com"},
+                    )
+            assert "secret-person" not in str(caught.value)
+            assert "no_such_table" in str(caught.value)
+    finally:
+        await kit.aclose()  # no lifespan ran to close the connections

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -232,3 +234,89 @@ async def test_a_writer_waits_no_longer_than_sqlite_would(
             with anyio.fail_after(2), pytest.raises(OperationalError, match="database is locked"):
                 await waiter.execute(text("INSERT INTO t VALUES (2)"))
         await holder.commit()
+
+
+@pytest.fixture
+async def read_engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    """The read engine starterkit builds next to the write engine, on a database with a table."""
+    kit = StarterKit(
+        Settings(
+            environment="test",
+            database_url=f"sqlite:///{tmp_path / 'reads.db'}",
+            secret_key="k" * 64,
+            sqlite_fast_paths=True,
+        )
+    )
+    async with kit.engine.begin() as connection:
+        await connection.execute(text("CREATE TABLE t (x INTEGER)"))
+        await connection.execute(text("INSERT INTO t VALUES (1)"))
+    await kit.engine.dispose()  # only the read engine's connection stays open
+    async with kit.read_engine.connect() as connection:
+        # Which thread runs a statement: SQLite calls this back on the statement's thread.
+        raw = (await connection.get_raw_connection()).driver_connection
+        assert raw is not None
+        await raw._execute(raw._conn.create_function, "thread", 0, threading.get_ident)
+    yield kit.read_engine
+    await kit.aclose()
+
+
+async def _read(engine: AsyncEngine, sql: str) -> tuple[int, int]:
+    async with engine.connect() as connection:
+        row = (await connection.execute(text(sql))).one()
+        return int(row[0]), int(row[1])
+
+
+async def test_the_read_engine_reads_on_the_event_loop_thread(read_engine: AsyncEngine) -> None:
+    assert await _read(read_engine, "SELECT x, thread() FROM t") == (1, threading.get_ident())
+    async with read_engine.connect() as connection:
+        assert (await connection.execute(text("PRAGMA busy_timeout"))).scalar() == 0
+
+
+async def test_a_long_read_goes_back_to_its_thread(
+    read_engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_driver, "LOOP_READ_SECONDS", 0.0005)
+    long_count = (
+        "SELECT count(*), thread() FROM (WITH RECURSIVE c(n) AS "
+        "(SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 200000) SELECT n FROM c)"
+    )
+    count, thread = await _read(read_engine, long_count)
+    assert count == 200000  # stopped on the loop, then run whole on the connection's thread
+    assert thread != threading.get_ident()
+    assert await _read(read_engine, "SELECT x, thread() FROM t") == (1, threading.get_ident())
+
+
+async def test_a_read_that_must_wait_waits_on_its_thread_not_the_loop(
+    read_engine: AsyncEngine, tmp_path: Path
+) -> None:
+    # A connection in exclusive locking mode (another process, say) keeps even WAL readers out;
+    # it can only take that lock while no other connection is open.
+    await read_engine.dispose()
+    holder = sqlite3.connect(tmp_path / "reads.db", check_same_thread=False)
+    holder.execute("PRAGMA locking_mode=EXCLUSIVE")
+    holder.execute("BEGIN EXCLUSIVE")
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await anyio.sleep(0.01)
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(tick)
+        tasks.start_soon(anyio.to_thread.run_sync, _release_later, holder)
+        with anyio.fail_after(4):
+            async with read_engine.connect() as connection:
+                count = (await connection.execute(text("SELECT count(*) FROM t"))).scalar()
+        tasks.cancel_scope.cancel()
+    assert count == 1
+    assert ticks >= 10  # the loop kept running while the read waited for the lock
+    async with read_engine.connect() as connection:  # and it reads on the loop again
+        assert (await connection.execute(text("PRAGMA busy_timeout"))).scalar() == 0
+
+
+def _release_later(holder: sqlite3.Connection) -> None:
+    time.sleep(0.3)
+    holder.rollback()
+    holder.close()

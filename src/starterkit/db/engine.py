@@ -20,6 +20,8 @@ from sqlalchemy.pool import StaticPool
 
 from starterkit.database_url import DatabaseKind
 from starterkit.db import sqlite_driver
+from starterkit.db.pool import KeepOverflowPool
+from starterkit.db.sqlite_driver import BUSY_TIMEOUT_MS
 from starterkit.settings import Settings
 
 
@@ -44,8 +46,10 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     try:
         # Foreign keys are off by default in SQLite; ON DELETE CASCADE depends on them.
         cursor.execute("PRAGMA foreign_keys=ON")
-        # Writers wait for each other instead of failing with "database is locked".
-        cursor.execute("PRAGMA busy_timeout=5000")
+        # Writers wait for each other instead of failing with "database is locked"; a
+        # connection whose reads run on the event loop must not wait there (see sqlite_driver).
+        waits = 0 if getattr(dbapi_connection, "reads_on_loop", False) else BUSY_TIMEOUT_MS
+        cursor.execute(f"PRAGMA busy_timeout={waits}")
         cursor.execute("PRAGMA journal_mode")
         if cursor.fetchone()[0] != "memory":
             # WAL lets readers run while one writer commits; NORMAL sync is safe under WAL.
@@ -88,6 +92,8 @@ def create_engine(settings: Settings) -> AsyncEngine:
             options["poolclass"] = StaticPool
     else:
         options.update(
+            # Overflow connections are reused while the load lasts, not reopened (db/pool.py).
+            poolclass=KeepOverflowPool,
             pool_size=settings.database_pool_size,
             max_overflow=settings.database_max_overflow,
             pool_timeout=settings.database_pool_timeout,
@@ -126,8 +132,10 @@ def create_read_engine(settings: Settings, engine: AsyncEngine) -> AsyncEngine:
     is a thread, and every statement hands work to it and back; with several connections busy
     at once those threads and the event loop fight over the GIL, which costs more than the
     queries (measured in ``docs/performance.md``). With one connection the reads queue in the
-    event loop instead, and WAL lets them run while a write is in progress. Its connections
-    must not be held across other awaits.
+    event loop instead, and WAL lets them run while a write is in progress. Its reads run on
+    the event loop's own thread, without a hand-off, unless one would wait for a lock or run
+    long (``sqlite_driver.LoopReadConnection``). Its connections must not be held across
+    other awaits.
 
     On PostgreSQL it shares ``engine``'s pool but runs in autocommit mode, which saves the
     BEGIN and ROLLBACK round trips around the one SELECT. In-memory SQLite has one connection
@@ -145,7 +153,7 @@ def create_read_engine(settings: Settings, engine: AsyncEngine) -> AsyncEngine:
         pool_size=1,
         max_overflow=0,
         pool_timeout=settings.database_pool_timeout,
-        **_sqlite_module(settings),
+        module=sqlite_driver.read_dbapi(),
     )
     _listen_for_connections(reads, settings)
     return reads

@@ -12,6 +12,16 @@ many reads a worker served. Here a statement is one round trip (cursor, execute,
 close run together on the connection's thread), and commit and rollback are skipped when
 SQLite says no transaction is open, which is exactly when they would do nothing.
 
+The read engine's connections go one step further (:class:`LoopReadConnection`): a statement
+that only reads runs on the event loop's own thread, with no hand-off at all. A page read
+takes tens of microseconds, less than one hand-off costs when the loop is busy: the thread
+has to win the GIL back from the loop after every row, and each round trip then waits behind
+every ready callback. Such a read never blocks the loop for long. In WAL mode a reader does
+not wait for writers; the connection's busy timeout is 0, so a read that would have to wait
+fails at once; and a progress handler stops a read that runs past :data:`LOOP_READ_SECONDS`.
+Either way the statement runs again on the connection's thread, waiting as long as any other
+connection would.
+
 Everything else (isolation levels, server-side cursors, error classes) is SQLAlchemy's own
 adapter, unchanged. :func:`dbapi` returns None when the installed aiosqlite lacks the private
 call this relies on, and the engine then uses :class:`StockDBAPI`.
@@ -29,6 +39,7 @@ import collections
 import re
 import sqlite3
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -46,6 +57,14 @@ _Outcome = tuple[Any, list[Any], int, int | None]
 _WORKER_STOP_SECONDS = 2.0
 # How long a writer waits for its turn (in this process, then SQLite's busy_timeout across them).
 WRITE_WAIT_SECONDS = 5.0
+# SQLite's busy timeout: how long a statement waits for another process's lock.
+BUSY_TIMEOUT_MS = 5000
+# The longest a read may keep the event loop before it is stopped and run on its thread.
+LOOP_READ_SECONDS = 0.002
+# How many SQLite VM instructions run between two looks at the clock (about 10-50 µs' worth).
+_PROGRESS_STEPS = 1000
+# Why a read on the event loop gave up: another connection's lock, or the progress handler.
+_RETRY_ON_THREAD = frozenset({"SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_INTERRUPT"})
 # Statements that never write; any other one (INSERT, UPDATE, DDL, SAVEPOINT…) needs the turn.
 _READ_ONLY = re.compile(r"\s*(SELECT|PRAGMA|EXPLAIN)\b", re.IGNORECASE)
 
@@ -114,6 +133,29 @@ def _run_statement(
         cursor.close()
 
 
+def _run_on_loop(
+    connection: sqlite3.Connection, operation: str, parameters: Any, many: bool
+) -> _Outcome:
+    """On the event loop's thread: run one statement, stopped if it outlasts its budget."""
+    deadline = time.perf_counter() + LOOP_READ_SECONDS
+    connection.set_progress_handler(lambda: time.perf_counter() > deadline, _PROGRESS_STEPS)
+    try:
+        return _run_statement(connection, operation, parameters, many)
+    finally:
+        connection.set_progress_handler(None, 0)
+
+
+def _run_waiting(
+    connection: sqlite3.Connection, operation: str, parameters: Any, many: bool
+) -> _Outcome:
+    """On the connection's thread: run one statement, waiting for locks like other connections."""
+    connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    try:
+        return _run_statement(connection, operation, parameters, many)
+    finally:
+        connection.execute("PRAGMA busy_timeout=0")
+
+
 class OneHopCursor:
     """A DB-API cursor whose ``execute`` makes a single trip to the connection's thread."""
 
@@ -129,14 +171,9 @@ class OneHopCursor:
 
     def _run(self, operation: str, parameters: Any, many: bool) -> None:
         adapt_connection = self._adapt_connection
-        connection = adapt_connection._connection
         turns = adapt_connection.dbapi.write_turns
         try:
-            if not _READ_ONLY.match(operation):
-                turns.take(adapt_connection)
-            outcome: _Outcome = await_(
-                connection._execute(_run_statement, connection._conn, operation, parameters, many)
-            )
+            outcome = adapt_connection._outcome(operation, parameters, many)
         except Exception as error:  # noqa: BLE001 - re-raised by SQLAlchemy's handler
             adapt_connection._handle_exception(error)
         finally:
@@ -181,6 +218,23 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
 
     __slots__ = ()
     _cursor_cls = OneHopCursor  # type: ignore[assignment]
+    # Whether read-only statements run on the event loop's thread (and busy_timeout is 0).
+    reads_on_loop = False
+
+    def _outcome(self, operation: str, parameters: Any, many: bool) -> _Outcome:
+        """Run one statement on the connection's thread, after taking the write turn if needed."""
+        if not _READ_ONLY.match(operation):
+            self.dbapi.write_turns.take(self)
+        return self._on_thread(_run_statement, operation, parameters, many)
+
+    def _on_thread(
+        self, run: Callable[..., _Outcome], operation: str, parameters: Any, many: bool
+    ) -> _Outcome:
+        connection = self._connection
+        outcome: _Outcome = await_(
+            connection._execute(run, connection._conn, operation, parameters, many)
+        )
+        return outcome
 
     def _in_transaction(self) -> bool:
         # A plain flag read on the sqlite3 connection; no statement is running on it now.
@@ -205,6 +259,34 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
             super().close()
         finally:
             self.dbapi.write_turns.give_back(self)
+
+
+class LoopReadConnection(OneHopConnection):
+    """A connection of the read engine: reads run on the event loop's thread (see the module).
+
+    Opened with ``check_same_thread=False``: the connection is used from its own thread and
+    the loop's, never from both at once (a statement on the thread is awaited before the next).
+    """
+
+    __slots__ = ()
+    reads_on_loop = True
+
+    def _outcome(self, operation: str, parameters: Any, many: bool) -> _Outcome:
+        if not _READ_ONLY.match(operation):
+            return super()._outcome(operation, parameters, many)
+        try:
+            outcome = _run_on_loop(self._connection._conn, operation, parameters, many)
+        except sqlite3.OperationalError as error:
+            if error.sqlite_errorname not in _RETRY_ON_THREAD:
+                raise
+            return self._on_thread(_run_waiting, operation, parameters, many)
+        # SQLAlchemy's AsyncConnection refuses a statement that awaited nothing (the mark of
+        # a blocking driver); awaiting a finished coroutine satisfies it without a loop turn.
+        return await_(_finished(outcome))
+
+
+async def _finished(outcome: _Outcome) -> _Outcome:
+    return outcome
 
 
 class StockDBAPI(AsyncAdapt_aiosqlite_dbapi):
@@ -240,11 +322,32 @@ class OneHopDBAPI(StockDBAPI):
         return OneHopConnection(self, connection)
 
 
+class LoopReadDBAPI(OneHopDBAPI):
+    """The DB-API module of the read engine, whose connections are :class:`LoopReadConnection`."""
+
+    def connect(self, *args: Any, **kwargs: Any) -> AsyncAdapt_aiosqlite_connection:
+        return super().connect(*args, **{**kwargs, "check_same_thread": False})
+
+    def _adapt(self, connection: Any) -> LoopReadConnection:
+        return LoopReadConnection(self, connection)
+
+
+def _has_one_hop_call() -> bool:
+    return hasattr(aiosqlite.Connection, "_execute")
+
+
 def dbapi(fast_paths: bool = True) -> StockDBAPI:
     """The DB-API module for the engine: one-hop statements unless ``fast_paths`` is off.
 
     The one-hop module needs a private aiosqlite call; without it the stock statements are used.
     """
-    if fast_paths and hasattr(aiosqlite.Connection, "_execute"):
+    if fast_paths and _has_one_hop_call():
         return OneHopDBAPI(aiosqlite, sqlite3)
+    return StockDBAPI(aiosqlite, sqlite3)
+
+
+def read_dbapi() -> StockDBAPI:
+    """The DB-API module for the read engine: reads on the event loop when aiosqlite allows."""
+    if _has_one_hop_call():
+        return LoopReadDBAPI(aiosqlite, sqlite3)
     return StockDBAPI(aiosqlite, sqlite3)
