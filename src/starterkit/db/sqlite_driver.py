@@ -61,7 +61,7 @@ WRITE_WAIT_SECONDS = 5.0
 BUSY_TIMEOUT_MS = 5000
 # The longest a read may keep the event loop before it is stopped and run on its thread.
 LOOP_READ_SECONDS = 0.002
-# How many SQLite VM instructions run between two looks at the clock (about 10-50 µs' worth).
+# How many SQLite VM instructions run between two looks at the clock (tens of microseconds).
 _PROGRESS_STEPS = 1000
 # Why a read on the event loop gave up: another connection's lock, or the progress handler.
 _RETRY_ON_THREAD = frozenset({"SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_INTERRUPT"})
