@@ -23,8 +23,8 @@ Either way the statement runs again on the connection's thread, waiting as long 
 connection would.
 
 Everything else (isolation levels, server-side cursors, error classes) is SQLAlchemy's own
-adapter, unchanged. :func:`dbapi` returns None when the installed aiosqlite lacks the private
-call this relies on, and the engine then uses :class:`StockDBAPI`.
+adapter, unchanged. :func:`dbapi` and :func:`read_dbapi` return :class:`StockDBAPI` when the
+installed aiosqlite lacks the private call this relies on.
 
 Both modules connect the same way, with one fix (:class:`StockDBAPI`): when a file cannot be
 opened, aiosqlite queues its worker thread's stop and raises without waiting for it. If the
