@@ -52,19 +52,17 @@ class KeepOverflowPool(AsyncAdaptedQueuePool):
         parked = self._parked
         too_old = time.monotonic() - IDLE_SECONDS
         while parked and parked[0][0] < too_old:
-            _, record = parked.popleft()
-            try:
-                record.close()
-            finally:
-                self._dec_overflow()
+            self._close_parked(parked.popleft()[1])
+
+    def _close_parked(self, record: ConnectionPoolEntry) -> None:
+        try:
+            record.close()
+        finally:
+            self._dec_overflow()
 
     def dispose(self) -> None:
         while self._parked:
-            _, record = self._parked.popleft()
-            try:
-                record.close()
-            finally:
-                self._dec_overflow()
+            self._close_parked(self._parked.popleft()[1])
         super().dispose()
 
     def status(self) -> str:
