@@ -8,25 +8,34 @@ request (every thread, the database driver's included). It is the quick check fo
 run it before and after.
 
 Usage: ``python benchmarks/asgi_load.py [--requests 3000] [--tasks 32] [--rounds 3]
-[ENDPOINT ...]`` where an endpoint is ``users-me``, ``items-miss``, ``items-hit`` or
-``items-create`` (default: all four). Prints the best round of each; asserts nothing.
+[--database postgresql --backend redis [--database-url URL] [--redis-url URL]]
+[--profile FILE] [ENDPOINT ...]`` where an endpoint is ``users-me``, ``items-miss``,
+``items-hit`` or ``items-create`` (default: all four). The database and Redis options are
+``mixed_load.py``'s: a fresh PostgreSQL database (dropped afterwards), Redis keys under a
+prefix of the run's own (deleted afterwards). ``--profile FILE`` writes a cProfile of the
+measured rounds of the last endpoint (read it with ``python -m pstats FILE``). Prints the best
+round of each; asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import json
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Awaitable, Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks import backends
 from benchmarks.items_load import PASSWORD, seed
 from starterkit import Settings, create_app
 from starterkit.db import migrate
@@ -105,10 +114,11 @@ async def measure(
     return (time.perf_counter() - wall) / done * 1e6, (time.process_time() - cpu) / done * 1e6
 
 
-async def run(args: argparse.Namespace, folder: Path) -> None:
+async def run(args: argparse.Namespace, database_url: str, redis: dict[str, Any]) -> None:
     base: dict[str, Any] = {
+        **redis,
         "environment": "development",
-        "database_url": f"sqlite:///{folder / 'bench.db'}",
+        "database_url": database_url,
         "secret_key": "b" * 64,
         "refresh_token_secret": "r" * 64,
         "access_token_expire_minutes": 1440,
@@ -126,10 +136,16 @@ async def run(args: argparse.Namespace, folder: Path) -> None:
             answer = await call(app, "POST", "/api/v1/auth/login", None, login)
             token = json.loads(answer)["access_token"]
             await measure(app, endpoint, token, requests=200, tasks=args.tasks)  # warm up
+            profiler = cProfile.Profile() if args.profile else None
+            if profiler:
+                profiler.enable()
             rounds = [
                 await measure(app, endpoint, token, requests=args.requests, tasks=args.tasks)
                 for _ in range(args.rounds)
             ]
+            if profiler:
+                profiler.disable()
+                profiler.dump_stats(args.profile)
         wall, cpu = min(rounds)
         spread = ", ".join(f"{w:,.0f}" for w, _ in rounds)
         print(
@@ -145,13 +161,24 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=3000, help="per round")
     parser.add_argument("--tasks", type=int, default=32, help="requests in flight")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--backend", choices=("memory", "redis"), default="memory")
+    parser.add_argument("--database-url")
+    parser.add_argument("--redis-url")
+    parser.add_argument("--profile", metavar="FILE", help="cProfile of the last endpoint")
     args = parser.parse_args()
     args.endpoints = args.endpoints or [*ENDPOINTS]
     unknown = sorted(set(args.endpoints) - set(ENDPOINTS))
     if unknown:
         parser.error(f"unknown endpoint {unknown[0]!r}; choose from {', '.join(ENDPOINTS)}")
-    with tempfile.TemporaryDirectory() as folder:
-        uvloop.run(run(args, Path(folder)))
+    with tempfile.TemporaryDirectory() as folder, ExitStack() as stack:
+        database_url, _ = backends.database(args, Path(folder), stack)
+        redis: dict[str, Any] = {}
+        if args.backend == "redis":
+            prefix = f"starterkit-asgi-{uuid.uuid4().hex[:12]}:"
+            redis_url, _ = backends.redis(args, stack, prefix)
+            redis = {"redis_url": redis_url, "redis_key_prefix": prefix}
+        uvloop.run(run(args, database_url, redis))
 
 
 if __name__ == "__main__":

@@ -48,6 +48,7 @@ from starterkit.database_url import DatabaseKind
 from starterkit.db import migrate
 from starterkit.db.base import utcnow
 from starterkit.db.engine import (
+    create_autocommit_engine,
     create_engine,
     create_read_engine,
     create_sessionmaker,
@@ -116,6 +117,8 @@ class Runtime:
         self.sessionmaker = create_sessionmaker(self.engine)
         # For starterkit's own one-statement reads (the current user, item pages).
         self.read_engine = create_read_engine(self.settings, self.engine)
+        # For starterkit's own one-statement writes (creating an item).
+        self.autocommit_engine = create_autocommit_engine(self.settings, self.engine)
         self.users_listener = _users_listener(self.settings)
         if self.users_listener is not None:
             self.users_listener.watch_writes(self.engine)
@@ -422,8 +425,9 @@ class Runtime:
         """
         await self.background.drain()
         await self.engine.dispose()
-        if self.read_engine.pool is not self.engine.pool:
-            await self.read_engine.dispose()
+        for engine in (self.read_engine, self.autocommit_engine):
+            if engine.pool is not self.engine.pool:
+                await engine.dispose()
         if self.users_listener is not None:
             await self.users_listener.stop()
         self.user_cache.close()

@@ -52,7 +52,8 @@ def test_migrate_makes_the_first_key_and_the_commands_rotate_and_retire() -> Non
     assert states["active"] == [first]
     [waiting] = states["next"]
 
-    refused = runner.invoke(app, ["keys", "retire", first])
+    # A kid is base64url and may begin with "-": after "--" it is never read as an option.
+    refused = runner.invoke(app, ["keys", "retire", "--", first])
     assert refused.exit_code == 1
     assert_one_line_error(refused.output, f"{first} is the active signing key")
 
@@ -62,7 +63,7 @@ def test_migrate_makes_the_first_key_and_the_commands_rotate_and_retire() -> Non
     states = kids_by_state(runner.invoke(app, ["keys", "list"]).output)
     assert (states["active"], states["previous"]) == ([waiting], [first])
 
-    retired = runner.invoke(app, ["keys", "retire", first])
+    retired = runner.invoke(app, ["keys", "retire", "--", first])
     assert retired.exit_code == 0, retired.output
     assert "stays published and valid for 15 more minutes" in retired.output
     assert kids_by_state(runner.invoke(app, ["keys", "list"]).output)["retired"] == [first]

@@ -222,10 +222,11 @@ async def test_updating_an_item_deleted_meanwhile_is_not_found(runtime: StarterK
     user_id = await new_user(runtime)
     async with runtime.sessionmaker() as session:
         owner = await users.get_user(session, user_id)
-        item = await items.create_item(
+        created = await items.create_item(
             session, owner=owner, title="t", description=None, now=datetime.now(UTC)
         )
         await session.commit()
+        item = await items.get_item(session, item_id=created.id, user=owner)
         async with runtime.sessionmaker() as other:
             await other.execute(delete(Item).where(Item.id == item.id))
             await other.commit()

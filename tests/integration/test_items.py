@@ -54,6 +54,25 @@ async def test_crud_round_trip(client: httpx.AsyncClient, alice: dict[str, str])
     assert (await client.delete(url, headers=alice)).status_code == 404
 
 
+async def test_creating_an_item_is_one_insert_that_commits_by_itself(
+    kit: StarterKit, client: httpx.AsyncClient, alice: dict[str, str]
+) -> None:
+    await create(client, alice, title="first")  # the user's row is cached from here on
+    with statements_of(kit) as statements:
+        item = await create(client, alice, title="second")
+    assert [s.split()[0] for s in statements if " items" in s] == ["INSERT"], statements
+    me = (await client.get(f"{API}/users/me", headers=alice)).json()
+    # The engine of that INSERT commits each statement: closed without a commit, it keeps it.
+    async with kit.autocommit_engine.connect() as connection:
+        owner = User(id=me["id"], is_superuser=False)
+        kept = await service.create_item(
+            connection, owner=owner, title="kept", description=None, now=kit.clock()
+        )
+    async with kit.sessionmaker() as session:
+        for created in (item["id"], kept.id):
+            assert (await service.get_item(session, item_id=created, user=owner)).id == created
+
+
 async def test_someone_elses_item_is_a_404_identical_to_a_missing_one(
     client: httpx.AsyncClient, alice: dict[str, str], bob: dict[str, str]
 ) -> None:

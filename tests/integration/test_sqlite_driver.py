@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import cast
 
 import anyio
 import pytest
@@ -18,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from starterkit import Settings, StarterKit
 from starterkit.db import sqlite_driver
 from starterkit.db.base import Base
-from starterkit.db.engine import create_engine
+from starterkit.db.engine import create_autocommit_engine, create_engine
 from starterkit.db.models import Item, User
 
 pytestmark = pytest.mark.anyio
@@ -51,7 +52,7 @@ def test_starterkit_engines_use_it_on_sqlite_only() -> None:
                 environment="test", database_url=url, secret_key="k" * 64, sqlite_fast_paths=True
             )
         )
-        for engine in (kit.engine, kit.read_engine):
+        for engine in (kit.engine, kit.read_engine, kit.autocommit_engine):
             assert isinstance(engine.dialect.dbapi, sqlite_driver.OneHopDBAPI) is expected, url
 
 
@@ -62,10 +63,14 @@ async def test_one_setting_turns_every_sqlite_fast_path_off(tmp_path: Path) -> N
     try:
         assert isinstance(fast.engine.dialect.dbapi, sqlite_driver.OneHopDBAPI)
         assert fast.read_engine is not fast.engine
+        assert fast.autocommit_engine is not fast.engine
         assert fast.user_cache.enabled
         # The stock aiosqlite adapter, the main pool for reads, a query per request for users.
         assert type(plain.engine.dialect.dbapi) is sqlite_driver.StockDBAPI
         assert plain.read_engine is plain.engine
+        # One-statement writes still commit by themselves, through the stock driver.
+        assert plain.autocommit_engine is not plain.engine
+        assert plain.autocommit_engine.dialect.dbapi is plain.engine.dialect.dbapi
         assert not plain.user_cache.enabled
     finally:
         await fast.aclose()
@@ -198,6 +203,51 @@ async def test_writers_take_turns_in_arrival_order(engine: AsyncEngine) -> None:
     assert order == [0, 1, 2, 3, 4, 5]
     async with engine.connect() as connection:
         assert (await connection.execute(text("SELECT count(*) FROM items"))).scalar() == 6
+
+
+async def test_one_statement_writes_take_turns_with_the_sessions_writers(
+    tmp_path: Path,
+) -> None:
+    settings = Settings(
+        environment="test",
+        database_url=f"sqlite:///{tmp_path / 'auto.db'}",
+        secret_key="k" * 64,
+        sqlite_fast_paths=True,
+    )
+    engine = create_engine(settings)
+    autocommit = create_autocommit_engine(settings, engine)
+    engines = (engine, autocommit)
+    try:
+        # Its own pool of autocommit connections, but the same writers' queue.
+        assert autocommit.pool is not engine.pool
+        turns = [cast("sqlite_driver.OneHopDBAPI", e.dialect.dbapi).write_turns for e in engines]
+        assert turns[0] is turns[1]
+        async with engine.begin() as connection:
+            await connection.run_sync(Base.metadata.create_all)
+            await connection.execute(
+                insert(User).values(email="a@example.com", hashed_password="x", created_at=NOW)
+            )
+        item = insert(Item).values(title="t", owner_id=1, created_at=NOW, updated_at=NOW)
+        done = anyio.Event()
+
+        async def one_statement() -> None:
+            async with autocommit.connect() as connection:  # no begin, no commit
+                await connection.execute(item)
+            done.set()
+
+        holder = await engine.connect()
+        await holder.execute(item)  # holds the turn until its transaction ends
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(one_statement)
+            await anyio.sleep(0.2)
+            assert not done.is_set()
+            await holder.commit()
+        await holder.close()
+        async with engine.connect() as connection:
+            assert (await connection.execute(text("SELECT count(*) FROM items"))).scalar() == 2
+    finally:
+        await autocommit.dispose()
+        await engine.dispose()
 
 
 async def test_a_turn_ends_with_its_transaction_however_it_ends(engine: AsyncEngine) -> None:

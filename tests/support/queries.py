@@ -15,8 +15,8 @@ from starterkit import StarterKit
 def statements_of(kit: StarterKit) -> Iterator[list[str]]:
     """Collect the SQL text of every statement ``kit``'s engines execute inside the block.
 
-    That is the engine of sessions and, where it has its own pool (a SQLite file), the engine
-    of starterkit's own reads.
+    That is the engine of sessions and, where they have their own pools (a SQLite file), the
+    engines of starterkit's own reads and one-statement writes.
     """
     statements: list[str] = []
 
@@ -24,8 +24,9 @@ def statements_of(kit: StarterKit) -> Iterator[list[str]]:
         statements.append(str(args[2]))
 
     engines = [kit.engine.sync_engine]
-    if kit.read_engine.pool is not kit.engine.pool:
-        engines.append(kit.read_engine.sync_engine)
+    for other in (kit.read_engine, kit.autocommit_engine):
+        if other.pool is not kit.engine.pool:
+            engines.append(other.sync_engine)
     for engine in engines:
         event.listen(engine, "before_cursor_execute", record)
     try:

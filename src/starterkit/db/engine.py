@@ -159,6 +159,36 @@ def create_read_engine(settings: Settings, engine: AsyncEngine) -> AsyncEngine:
     return reads
 
 
+def create_autocommit_engine(settings: Settings, engine: AsyncEngine) -> AsyncEngine:
+    """The engine of starterkit's own one-statement writes: each statement commits by itself.
+
+    Creating an item is one INSERT. In a transaction it costs a BEGIN and a COMMIT besides
+    (on SQLite a second hand-off to aiosqlite's thread, on PostgreSQL two more round trips);
+    in autocommit mode the INSERT is the whole transaction. Use it with ``begin()``, which
+    commits nothing more on such an engine and stays correct on ``engine`` itself.
+
+    On PostgreSQL it is ``engine`` in autocommit mode, sharing its pool (asyncpg switches
+    modes without a round trip). On a SQLite file it is a second engine opened in autocommit
+    mode with the same pool and the same DB-API module, so with the fast paths on its writers
+    take their turns (``sqlite_driver.WriteTurns``) with ``engine``'s. In-memory SQLite gets
+    ``engine`` itself: its one connection is shared by every checkout, and switching it to
+    autocommit would commit whatever transaction another checkout has open.
+    """
+    kind = settings.database_kind
+    if kind is DatabaseKind.POSTGRESQL:
+        return engine.execution_options(isolation_level="AUTOCOMMIT")
+    if kind is DatabaseKind.SQLITE_MEMORY:
+        return engine
+    writes = create_async_engine(
+        settings.database_url,
+        hide_parameters=True,
+        isolation_level="AUTOCOMMIT",
+        module=engine.sync_engine.dialect.loaded_dbapi,
+    )
+    _listen_for_connections(writes, settings)
+    return writes
+
+
 def _listen_for_connections(engine: AsyncEngine, settings: Settings) -> None:
     path = sqlite_file_of(settings)
     if path is not None:

@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from starterkit.cache import CachedResponse, ResponseCache
-from starterkit.db.models import Item, User
+from starterkit.db.models import User
 from starterkit.items import service
 from starterkit.items.schemas import ItemPage, ItemRead
 
@@ -99,7 +99,7 @@ class ItemReads:
 
         return await self._cached(user, f"items/{item_id}", render)
 
-    async def forget(self, item: Item, actor: User) -> None:
+    async def forget(self, item: service.ItemRow, actor: User) -> None:
         """Drop the cached reads a write to ``item`` by ``actor`` made stale (before answering)."""
         await self._cache.invalidate(item.owner_id)
         if actor.id != item.owner_id:

@@ -1,8 +1,9 @@
 """``/items`` routes: owned CRUD, newest-first pages, ETags and the per-user read cache.
 
 Built by :func:`build_items_router` for one runtime; mount it under any prefix. Writes go
-through :mod:`starterkit.items.service` with the request's session; reads come rendered and
-cached from :mod:`starterkit.items.reads`. No ``from __future__ import annotations`` here:
+through :mod:`starterkit.items.service`: a create is one INSERT on ``kit.autocommit_engine``,
+changes use the request's session. Reads come rendered and cached from
+:mod:`starterkit.items.reads`. No ``from __future__ import annotations`` here:
 FastAPI reads these annotations at runtime.
 """
 
@@ -75,16 +76,17 @@ def build_items_router(kit: Runtime, *, tags: Sequence[str] = ("items",)) -> API
         response_model=ItemRead,
         responses=error_responses(401, 422),
     )
-    async def create_item(payload: ItemCreate, user: CurrentUser, session: Session) -> Any:
+    async def create_item(payload: ItemCreate, user: CurrentUser) -> Any:
         """Create an item owned by the caller."""
-        item = await service.create_item(
-            session,
-            owner=user,
-            title=payload.title,
-            description=payload.description,
-            now=kit.clock(),
-        )
-        await session.commit()
+        # One INSERT that commits by itself: no session, no BEGIN and COMMIT around it.
+        async with kit.autocommit_engine.begin() as connection:
+            item = await service.create_item(
+                connection,
+                owner=user,
+                title=payload.title,
+                description=payload.description,
+                now=kit.clock(),
+            )
         await reads.forget(item, user)
         return item
 

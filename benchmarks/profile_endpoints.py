@@ -7,7 +7,7 @@ uvicorn, routing and middleware, dependency resolution, token verification, data
 serialisation, cache. ``--compare DIR`` adds the shares of an earlier ``--output DIR`` run, e.g.
 one made with ``PYTHONPATH`` pointing at an older checkout's ``src``.
 
-Usage: ``python benchmarks/profile.py [users-me items-hit items-miss items-create]
+Usage: ``python benchmarks/profile_endpoints.py [users-me items-hit items-miss items-create]
 [--seconds 8] [--output DIR] [--compare DIR] [--database ...] [--backend ...]``.
 Needs wrk and py-spy (``pip install py-spy``; root, or ptrace allowed). Prints figures only.
 """
