@@ -35,6 +35,23 @@ USER_FIELDS = {
 }
 
 
+async def test_me_is_rendered_exactly_as_the_admin_view_of_the_same_account(
+    kit: StarterKit, client: httpx.AsyncClient
+) -> None:
+    # /users/me renders its JSON itself; /users/{id} leaves that to FastAPI's response_model.
+    alice = bearer((await signed_up(client, "alice@example.com"))["access_token"])
+    await client.patch(f"{API}/users/me", json={"full_name": "Alice Ünicode"}, headers=alice)
+    await make_superuser(kit, "root@example.com")
+    root = bearer((await login(client, "root@example.com")).json()["access_token"])
+    me = await client.get(f"{API}/users/me", headers=alice)
+    assert set(me.json()) == USER_FIELDS
+    seen_by_root = await client.get(f"{API}/users/{me.json()['id']}", headers=root)
+    assert me.content == seen_by_root.content
+    for header in ("content-type", "cache-control"):
+        assert me.headers[header] == seen_by_root.headers[header], header
+    assert me.headers["cache-control"] == "no-store"
+
+
 async def test_registration_returns_the_user_without_secrets(client: httpx.AsyncClient) -> None:
     response = await register(client, "  New@Example.COM ", full_name="New Person")
     assert response.status_code == 201

@@ -31,6 +31,8 @@ from starterkit.users.schemas import (
 )
 
 UserId = Annotated[int, Path(ge=1, le=MAX_DB_INT)]
+# What the user dependency sets on every response for a signed-in user.
+_PRIVATE = {"Cache-Control": "no-store"}
 
 
 def build_users_router(kit: Runtime, *, tags: Sequence[str] = ("users",)) -> APIRouter:
@@ -77,9 +79,13 @@ def build_users_router(kit: Runtime, *, tags: Sequence[str] = ("users",)) -> API
         return user
 
     @router.get("/me", name="users:me", response_model=UserRead, responses=error_responses(401))
-    async def read_me(user: CurrentUser) -> Any:
+    async def read_me(user: CurrentUser) -> Response:
         """The caller's account."""
-        return user
+        # Rendered here, not by FastAPI from response_model (same JSON, same document): its
+        # validation and serialisation took 29 µs, a fifth of the route, against 10 µs. A
+        # returned Response drops the headers dependencies set, so the private one is repeated.
+        body = UserRead.model_validate(user).model_dump_json()
+        return Response(body, media_type="application/json", headers=_PRIVATE)
 
     @router.patch(
         "/me",
