@@ -26,7 +26,6 @@ import json
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
 from pathlib import Path
@@ -161,10 +160,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=3000, help="per round")
     parser.add_argument("--tasks", type=int, default=32, help="requests in flight")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
-    parser.add_argument("--backend", choices=("memory", "redis"), default="memory")
-    parser.add_argument("--database-url")
-    parser.add_argument("--redis-url")
+    backends.add_options(parser)
     parser.add_argument("--profile", metavar="FILE", help="cProfile of the last endpoint")
     args = parser.parse_args()
     args.endpoints = args.endpoints or [*ENDPOINTS]
@@ -172,12 +168,7 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown endpoint {unknown[0]!r}; choose from {', '.join(ENDPOINTS)}")
     with tempfile.TemporaryDirectory() as folder, ExitStack() as stack:
-        database_url, _ = backends.database(args, Path(folder), stack)
-        redis: dict[str, Any] = {}
-        if args.backend == "redis":
-            prefix = f"starterkit-asgi-{uuid.uuid4().hex[:12]}:"
-            redis_url, _ = backends.redis(args, stack, prefix)
-            redis = {"redis_url": redis_url, "redis_key_prefix": prefix}
+        database_url, redis = backends.prepare(args, Path(folder), stack, "asgi")
         uvloop.run(run(args, database_url, redis))
 
 

@@ -11,8 +11,10 @@ import argparse
 import asyncio
 import os
 import sys
+import uuid
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import redis as redis_client
@@ -22,6 +24,30 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.support.databases import create_postgres_database, drop_postgres_database
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    """``--database``, ``--backend``, ``--database-url`` and ``--redis-url``."""
+    parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--backend", choices=("memory", "redis"), default="memory")
+    parser.add_argument("--database-url")
+    parser.add_argument("--redis-url")
+
+
+def prepare(
+    args: argparse.Namespace, folder: Path, stack: ExitStack, name: str
+) -> tuple[str, dict[str, Any]]:
+    """The database URL of a run, and the Redis settings (none for ``--backend memory``).
+
+    Redis keys go under a prefix made of ``name`` and a random part; both are undone when
+    ``stack`` closes.
+    """
+    database_url, _ = database(args, folder, stack)
+    if args.backend != "redis":
+        return database_url, {}
+    prefix = f"starterkit-{name}-{uuid.uuid4().hex[:12]}:"
+    redis_url, _ = redis(args, stack, prefix)
+    return database_url, {"redis_url": redis_url, "redis_key_prefix": prefix}
 
 
 def database(args: argparse.Namespace, folder: Path, stack: ExitStack) -> tuple[str, str]:

@@ -25,7 +25,6 @@ import json
 import sys
 import tempfile
 import time
-import uuid
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -100,20 +99,12 @@ def main() -> None:
     parser.add_argument("--missers", type=int, default=4, choices=range(1, 32), metavar="1-31")
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--switch-interval", type=float)
-    parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
-    parser.add_argument("--backend", choices=("memory", "redis"), default="memory")
-    parser.add_argument("--database-url")
-    parser.add_argument("--redis-url")
+    backends.add_options(parser)
     args = parser.parse_args()
     if args.switch_interval is not None:
         sys.setswitchinterval(args.switch_interval)
     with tempfile.TemporaryDirectory() as folder, ExitStack() as stack:
-        database_url, _ = backends.database(args, Path(folder), stack)
-        redis: dict[str, Any] = {}
-        if args.backend == "redis":
-            prefix = f"starterkit-mixed-{uuid.uuid4().hex[:12]}:"
-            redis_url, _ = backends.redis(args, stack, prefix)
-            redis = {"redis_url": redis_url, "redis_key_prefix": prefix}
+        database_url, redis = backends.prepare(args, Path(folder), stack, "mixed")
         uvloop.run(run(args, database_url, redis))
 
 

@@ -26,15 +26,19 @@ pytestmark = pytest.mark.anyio
 NOW = datetime(2026, 11, 26, 12, 0, 0, 123456, tzinfo=UTC)
 
 
-@pytest.fixture
-async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    settings = Settings(
+def fast_settings(path: Path) -> Settings:
+    """Settings of a SQLite file at ``path`` with the fast paths on."""
+    return Settings(
         environment="test",
-        database_url=f"sqlite:///{tmp_path / 'driver.db'}",
+        database_url=f"sqlite:///{path}",
         secret_key="k" * 64,
         sqlite_fast_paths=True,
     )
-    engine = create_engine(settings)
+
+
+@pytest.fixture
+async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(fast_settings(tmp_path / "driver.db"))
     async with engine.begin() as connection:
         await connection.run_sync(Base.metadata.create_all)
     yield engine
@@ -208,12 +212,7 @@ async def test_writers_take_turns_in_arrival_order(engine: AsyncEngine) -> None:
 async def test_one_statement_writes_take_turns_with_the_sessions_writers(
     tmp_path: Path,
 ) -> None:
-    settings = Settings(
-        environment="test",
-        database_url=f"sqlite:///{tmp_path / 'auto.db'}",
-        secret_key="k" * 64,
-        sqlite_fast_paths=True,
-    )
+    settings = fast_settings(tmp_path / "auto.db")
     engine = create_engine(settings)
     autocommit = create_autocommit_engine(settings, engine)
     engines = (engine, autocommit)

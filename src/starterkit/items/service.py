@@ -148,19 +148,7 @@ def _reads_for(user: User) -> tuple[_ReadStatements, dict[str, Any]]:
     return _READS[user.is_superuser], {"owner_id": user.id}
 
 
-@dataclass(frozen=True, slots=True)
-class NewItem:
-    """An item just inserted (an :class:`ItemRow`)."""
-
-    id: int
-    title: str
-    description: str | None
-    owner_id: int
-    created_at: datetime
-    updated_at: datetime
-
-
-_INSERT_ITEM = insert(cast("Table", Item.__table__)).returning(Item.__table__.c.id)
+_INSERT_ITEM = insert(cast("Table", Item.__table__)).returning(*ITEM_COLUMNS)
 
 
 async def create_item(
@@ -170,7 +158,7 @@ async def create_item(
     title: str,
     description: str | None,
     now: datetime,
-) -> NewItem:
+) -> ItemRow:
     """Insert an item owned by ``owner`` in ``writer``'s transaction (commit is the caller's).
 
     One Core INSERT, not ``session.add`` and a flush: the unit of work cost more than the
@@ -184,15 +172,7 @@ async def create_item(
         "created_at": now,
         "updated_at": now,
     }
-    item_id = (await writer.execute(_INSERT_ITEM, values)).scalar_one()
-    return NewItem(
-        id=item_id,
-        title=title,
-        description=description,
-        owner_id=owner.id,
-        created_at=now,
-        updated_at=now,
-    )
+    return cast("ItemRow", (await writer.execute(_INSERT_ITEM, values)).one())
 
 
 async def get_item(session: AsyncSession, *, item_id: int, user: User) -> Item:
