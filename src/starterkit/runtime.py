@@ -120,8 +120,6 @@ class Runtime:
         # For starterkit's own one-statement writes (creating an item).
         self.autocommit_engine = create_autocommit_engine(self.settings, self.engine)
         self.users_listener = _users_listener(self.settings)
-        if self.users_listener is not None:
-            self.users_listener.watch_writes(self.engine)
         self.user_cache = UserCache(self.read_engine, stamps=_user_stamps(self.settings, self))
         self.redis: Redis | None = _create_redis(self.settings.redis_url)
         # Scopes the keys kept in a shared Redis to this database (see starterkit.installation).

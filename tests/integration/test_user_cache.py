@@ -19,6 +19,7 @@ from starterkit.database_url import DatabaseKind
 from starterkit.db import migrate
 from starterkit.db.engine import sqlite_file_of
 from tests.support.auth import API, PASSWORD, bearer, signed_up
+from tests.support.databases import backend_paused
 from tests.support.processes import clean_env, starterkit_command
 from tests.support.queries import statements_of
 
@@ -89,6 +90,24 @@ async def test_a_commit_by_another_connection_takes_effect_on_the_next_request(
     assert response.status_code == status, response.text
     if status == 200:
         assert response.json()["full_name"] == "Renamed"
+
+
+async def test_on_postgresql_the_next_request_waits_for_a_late_notification(
+    client: httpx.AsyncClient, kit: StarterKit, settings: Settings
+) -> None:
+    """Seen under load: the request after another connection's commit ran before the commit's
+    notification reached the listener, and served the cached, stale row."""
+    listener = kit.users_listener
+    if listener is None:
+        pytest.skip("PostgreSQL's listener")
+    token = (await signed_up(client, "late@example.com"))["access_token"]
+    for _ in range(2):
+        assert (await me(client, token)).status_code == 200
+    pid = listener.backend_pid
+    assert pid is not None
+    with backend_paused(pid, seconds=0.3):  # the notification cannot be heard before then
+        await change_elsewhere(settings, "late@example.com", is_active=False)
+        assert (await me(client, token)).status_code == 401
 
 
 async def test_the_cli_in_another_process_deactivates_on_the_next_request(

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import asyncpg
+import pytest
 from sqlalchemy.engine import make_url
 
 
@@ -46,3 +52,21 @@ def drop_postgres_database(url: str) -> None:
 def recreate_postgres_database(url: str) -> None:
     """Create the database ``url`` points at again, empty, after it was dropped."""
     _run_admin(url, f'CREATE DATABASE "{make_url(url).database}"')
+
+
+@contextmanager
+def backend_paused(pid: int, *, seconds: float) -> Iterator[None]:
+    """Stop the PostgreSQL backend process ``pid`` (SIGSTOP) and let it go on (SIGCONT) after
+    ``seconds``, or on leaving the block at the latest: a connection whose server side is
+    frozen, as on a machine too busy to run it. Skips unless the server is ours to signal."""
+    try:
+        os.kill(pid, signal.SIGSTOP)
+    except (PermissionError, ProcessLookupError):
+        pytest.skip("needs a local PostgreSQL whose processes this user may signal")
+    resume = threading.Timer(seconds, os.kill, (pid, signal.SIGCONT))
+    resume.start()
+    try:
+        yield
+    finally:
+        resume.cancel()
+        os.kill(pid, signal.SIGCONT)

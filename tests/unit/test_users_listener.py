@@ -3,7 +3,10 @@ notification, it is None whenever a change could go unseen, and it comes back by
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable
+from typing import Any
 
 import anyio
 import asyncpg
@@ -13,6 +16,7 @@ from starterkit import Settings
 from starterkit.auth.users_listener import CHANNEL, OFF, UsersListener, asyncpg_dsn
 from starterkit.db import migrate
 from tests.conftest import SettingsFactory
+from tests.support.databases import backend_paused
 
 pytestmark = pytest.mark.anyio
 
@@ -95,3 +99,92 @@ async def test_an_unreachable_database_leaves_the_listener_deaf() -> None:
         assert listener.read() is None
     finally:
         await listener.stop()
+
+
+async def test_current_waits_until_a_late_notification_is_heard(dsn: str) -> None:
+    """The change's notification is held up (the listening backend frozen): the stamp read
+    at once is the old one, current() waits and returns the new one."""
+    listener = UsersListener(dsn, answer_seconds=5)
+    await listener.start()
+    try:
+        before = await listener.current()
+        assert before is not None
+        pid = listener.backend_pid
+        assert pid is not None
+        other = await asyncpg.connect(dsn)
+        try:
+            with backend_paused(pid, seconds=0.3):
+                await other.execute("UPDATE users SET full_name = 'x'")  # committed
+                assert listener.read() == before  # its notification has not arrived
+                after = await listener.current()
+            assert after is not None
+            assert after != before
+        finally:
+            await other.close()
+    finally:
+        await listener.stop()
+
+
+async def test_a_connection_that_does_not_answer_in_time_is_dropped(dsn: str) -> None:
+    listener = UsersListener(dsn, answer_seconds=0.2, retry_seconds=0.05)
+    await listener.start()
+    try:
+        pid = listener.backend_pid
+        assert pid is not None
+        with backend_paused(pid, seconds=10):
+            started = time.monotonic()
+            assert await listener.current() is None  # the caller loads its row instead
+            assert time.monotonic() - started < 2
+        await until(lambda: listener.listening and listener.backend_pid != pid)
+        assert await listener.current() is not None
+    finally:
+        await listener.stop()
+
+
+async def test_callers_that_ask_together_share_one_round_trip(
+    dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    listener = UsersListener(dsn)
+    await listener.start()
+    round_trips = 0
+    execute = asyncpg.Connection.execute
+
+    async def counted(connection: asyncpg.Connection, *args: Any, **kwargs: Any) -> Any:
+        nonlocal round_trips
+        round_trips += connection.get_server_pid() == listener.backend_pid
+        return await execute(connection, *args, **kwargs)
+
+    monkeypatch.setattr(asyncpg.Connection, "execute", counted)
+    try:
+        stamps = await asyncio.gather(*(listener.current() for _ in range(50)))
+        assert None not in stamps
+        assert len(set(stamps)) == 1
+        assert 1 <= round_trips <= 2
+    finally:
+        await listener.stop()
+
+
+async def test_a_caller_that_gives_up_does_not_harm_the_others(dsn: str) -> None:
+    listener = UsersListener(dsn)
+    await listener.start()
+    try:
+        impatient = asyncio.create_task(listener.current())
+        await asyncio.sleep(0)  # it has asked
+        impatient.cancel()
+        assert await listener.current() is not None  # answered by the same round trip
+        assert listener.listening
+    finally:
+        await listener.stop()
+
+
+async def test_stopping_answers_every_caller_with_none(dsn: str) -> None:
+    listener = UsersListener(dsn, answer_seconds=5)
+    await listener.start()
+    pid = listener.backend_pid
+    assert pid is not None
+    with backend_paused(pid, seconds=5):
+        waiting = asyncio.create_task(listener.current())
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+        await listener.stop()
+        assert await waiting is None

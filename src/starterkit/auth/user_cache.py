@@ -20,8 +20,10 @@ head), the request loads the row as if nothing were cached.
 
 PostgreSQL has no such counter in shared memory; there a process listens for the notifications
 that migration ``starterkit_0010``'s trigger sends when users rows change
-(:mod:`starterkit.auth.users_listener`), and its stamp moves with each. USER_CACHE=false turns
-the cache off everywhere, SQLITE_FAST_PATHS=false on SQLite.
+(:mod:`starterkit.auth.users_listener`), its stamp moves with each, and a request waits for a
+round trip on the listening connection, shared with the requests beside it, so that every
+notification sent before it arrived has been heard. USER_CACHE=false turns the cache off
+everywhere, SQLITE_FAST_PATHS=false on SQLite.
 
 SQLite drops a table's triggers with the table, and Alembic's batch mode on SQLite recreates
 tables for most column changes. So the triggers are not taken on trust: whenever the schema
@@ -78,11 +80,11 @@ def detached_user(row: dict[str, Any]) -> User:
 
 
 class StampSource(Protocol):
-    """Says when users rows may have changed: :meth:`read` returns a stamp that changes
+    """Says when users rows may have changed: :meth:`current` returns a stamp that changes
     whenever one may have, or None when that cannot be known (then nothing is cached)."""
 
-    def read(self) -> Hashable | None:
-        """The current stamp."""
+    async def current(self) -> Hashable | None:
+        """The stamp, in which every change committed before the call shows."""
 
     def close(self) -> None:
         """Release what the source holds."""
@@ -103,6 +105,10 @@ class UsersVersion:
         self._warned = False
         # Apps may serve from several threads (test clients do); the connection is shared.
         self._lock = threading.Lock()
+
+    async def current(self) -> UsersStamp | None:
+        """The stamp (read at once: SQLite's shared memory is never behind), or None."""
+        return self.read()
 
     def read(self) -> UsersStamp | None:
         """The current stamp, or None when it cannot be read (then use no cached row)."""
@@ -205,7 +211,7 @@ class UserCache:
         ``session.add(user)`` makes it part of a session (no SQL) whose flush then writes
         what changed. Each call returns a new instance, so requests never share one.
         """
-        version = self._version.read() if self._version is not None else None
+        version = await self._version.current() if self._version is not None else None
         cached = self._rows.get(user_id) if version is not None else None
         if cached is not None and cached[0] == version:
             return detached_user(cached[1])

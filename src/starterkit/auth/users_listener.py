@@ -7,13 +7,19 @@ every notification and on every loss or regain of its connection. While it is no
 (not started, connecting, the database away, the trigger missing) the stamp is None and the
 cache keeps nothing: every request loads its user, which is slower but never stale.
 
-A notification arrives when the changing transaction commits, whoever ran it (another
-instance, the CLI, psql): in practice well under a millisecond later on one network. A
-connection that silently stops delivering (a half-open TCP connection) is caught by a
-heartbeat query every ``heartbeat_seconds``. The listening connection is a plain asyncpg
-connection of its own, outside the pool: LISTEN needs a session, so a pooler in transaction
-mode (PgBouncer's default) cannot carry it; point DATABASE_URL at PostgreSQL or a
-session-mode pool.
+A notification is sent when the changing transaction commits, whoever ran it (another
+instance, the CLI, psql), but it reaches this process a moment later, and a busy machine can
+stretch that moment past the next request. So :meth:`UsersListener.current` first waits for a
+round trip on the listening connection that began after it was called: PostgreSQL writes
+pending notifications to a connection before it answers the connection's next query, and
+asyncpg hands them over before the answer. One round trip serves every request that asked
+before it began, so a busy process pays about one per batch of requests, not one per request.
+
+The same round trips, or one every ``heartbeat_seconds`` when no request asks, catch a
+connection that silently stops delivering (a half-open TCP connection). The listening
+connection is a plain asyncpg connection of its own, outside the pool: LISTEN needs a session,
+so a pooler in transaction mode (PgBouncer's default) cannot carry it; point DATABASE_URL at
+PostgreSQL or a session-mode pool.
 """
 
 from __future__ import annotations
@@ -24,15 +30,11 @@ import logging
 from typing import Any
 
 import asyncpg
-from sqlalchemy import event
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 logger = logging.getLogger("starterkit.auth")
 
 CHANNEL = "starterkit_users"
-_USERS_WRITES = ("UPDATE users ", "DELETE FROM users ")
-_CHANGED_USERS = "starterkit_changed_users"
 OFF = "off"  # sent by the downgrade that drops the trigger
 _TRIGGER_PRESENT = (
     "SELECT count(*) FROM pg_trigger WHERE tgname = 'users_notify_change' "
@@ -53,26 +55,51 @@ class UsersListener:
         dsn: str,
         *,
         heartbeat_seconds: float = 5.0,
+        answer_seconds: float = 1.0,
         retry_seconds: float = 0.5,
         max_retry_seconds: float = 5.0,
         missing_trigger_retry_seconds: float = 30.0,
     ) -> None:
         self._dsn = dsn
         self._heartbeat = heartbeat_seconds
+        self._answer = answer_seconds
         self._retry = retry_seconds
         self._max_retry = max_retry_seconds
         self._missing_retry = missing_trigger_retry_seconds
         self._counter = 0
         self._listening = False
         self._lost = asyncio.Event()
+        # Callers of current() waiting for a round trip that has not begun yet, and what wakes
+        # the listening task for it (also set when the connection is lost).
+        self._waiting: list[asyncio.Future[None]] = []
+        self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
         self._warned = False
         self._connection: asyncpg.Connection | None = None
 
     def read(self) -> int | None:
-        """The current stamp, or None while changes could go unseen (then cache nothing)."""
+        """The stamp now, or None while changes could go unseen (then cache nothing).
+
+        A change committed a moment ago may not show in it yet: see :meth:`current`.
+        """
         return self._counter if self._listening else None
+
+    async def current(self) -> int | None:
+        """The stamp once every change committed before this call shows in it, or None.
+
+        Waits for the next round trip on the listening connection (see the module docstring),
+        at most ``answer_seconds``: a connection that answers no faster is dropped, and the
+        caller gets None.
+        """
+        if not self._listening:
+            return None
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiting.append(waiter)
+        if len(self._waiting) == 1:
+            self._wake.set()
+        await waiter
+        return self.read()
 
     @property
     def listening(self) -> bool:
@@ -109,33 +136,17 @@ class UsersListener:
             self._task.cancel()
             self._task = None
 
-    def watch_writes(self, engine: AsyncEngine) -> None:
-        """Move the stamp when a transaction of ``engine`` that changed users rows commits.
-
-        The notification of this process's own change arrives a moment after the commit;
-        without this, the request that follows the change (an answer already sent) could
-        still find the old row here.
-        """
-        sync_engine = engine.sync_engine
-
-        def after_execute(connection: Any, _cursor: Any, statement: str, *_: Any) -> None:
-            if statement.startswith(_USERS_WRITES):
-                connection.info[_CHANGED_USERS] = True
-
-        def on_commit(connection: Any) -> None:
-            if connection.info.pop(_CHANGED_USERS, False):
-                self._counter += 1
-
-        def on_rollback(connection: Any) -> None:
-            connection.info.pop(_CHANGED_USERS, None)
-
-        event.listen(sync_engine, "after_cursor_execute", after_execute)
-        event.listen(sync_engine, "commit", on_commit)
-        event.listen(sync_engine, "rollback", on_rollback)
-
     def _stop_listening(self) -> None:
         self._listening = False
         self._counter += 1
+        self._answer_waiting(len(self._waiting))  # with the stamp None: they load their rows
+
+    def _answer_waiting(self, count: int) -> None:
+        """Wake the first ``count`` callers of :meth:`current`."""
+        waiting, self._waiting = self._waiting[:count], self._waiting[count:]
+        for waiter in waiting:
+            if not waiter.done():  # a caller cancelled meanwhile
+                waiter.set_result(None)
 
     async def _run(self) -> None:
         delay = self._retry
@@ -156,7 +167,7 @@ class UsersListener:
                     continue
                 await self._listen(connection)
                 delay = self._retry
-            except (OSError, TimeoutError, asyncpg.PostgresError) as error:
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
                 logger.warning("users listener: connection lost (%s); reconnecting", error)
             finally:
                 self._stop_listening()
@@ -169,26 +180,38 @@ class UsersListener:
         about to go."""
         self._lost.clear()
         self._connection = connection
-        connection.add_termination_listener(lambda _connection: self._lost.set())
+        connection.add_termination_listener(lambda _connection: self._on_lost())
         await connection.add_listener(CHANNEL, self._on_notification)
         self._counter += 1  # whatever was cached before this connection is suspect
         self._listening = True
         self._warned = False
         self._ready.set()
         logger.info("users listener: listening for changes of users rows")
-        while not self._lost.is_set():
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._heartbeat):
-                    await self._lost.wait()
-            if not self._lost.is_set():
-                async with asyncio.timeout(self._heartbeat):
-                    await connection.fetchval("SELECT 1")
+        while True:
+            if not self._waiting:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._heartbeat):
+                        await self._wake.wait()
+            if self._lost.is_set():
+                return
+            # Those waiting now asked before this query is sent: its answer comes after every
+            # notification of a commit they could know about. (If it fails, they are answered
+            # by _stop_listening, with the stamp None.)
+            asked = len(self._waiting)
+            async with asyncio.timeout(self._answer):
+                await connection.execute("SELECT 1")
+            self._answer_waiting(asked)
+
+    def _on_lost(self) -> None:
+        self._lost.set()
+        self._wake.set()
 
     def _on_notification(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
         self._counter += 1
         if payload == OFF:
             self._listening = False
-            self._lost.set()
+            self._on_lost()
 
     def _warn_missing_trigger(self) -> None:
         if not self._warned:
