@@ -20,9 +20,12 @@ import pytest
 from fastapi import FastAPI
 
 from starterkit import Settings, StarterKit, create_app
-from starterkit.db import migrate
 from starterkit.settings import PLATFORM_NAMES
-from tests.support.databases import create_postgres_database, drop_postgres_database
+from tests.support.databases import (
+    MigratedTemplates,
+    create_postgres_database,
+    drop_postgres_database,
+)
 
 POSTGRES_URL = os.environ.get("STARTERKIT_TEST_DATABASE_URL", "")
 REDIS_URL = os.environ.get("STARTERKIT_TEST_REDIS_URL", "")
@@ -130,11 +133,20 @@ def make_settings(database_url: str) -> SettingsFactory:
     return factory
 
 
+@pytest.fixture(scope="session")
+def migrated_templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MigratedTemplates]:
+    templates = MigratedTemplates(tmp_path_factory.mktemp("migrated"))
+    try:
+        yield templates
+    finally:
+        templates.close()
+
+
 @pytest.fixture
-def settings(make_settings: SettingsFactory) -> Settings:
-    """Test settings on a migrated database."""
+def settings(make_settings: SettingsFactory, migrated_templates: MigratedTemplates) -> Settings:
+    """Test settings on a database migrated to head (a copy of one migrated once)."""
     result = make_settings()
-    migrate.upgrade(result)
+    migrated_templates.copy_into(result)
     return result
 
 

@@ -13,8 +13,14 @@ from sqlalchemy.exc import StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from starterkit import Item, Settings, StarterKit, User
+from starterkit.database_url import DatabaseKind
 from starterkit.db import migrate
 from tests.conftest import SettingsFactory
+from tests.support.databases import (
+    MigratedTemplates,
+    create_postgres_database,
+    drop_postgres_database,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -48,6 +54,32 @@ async def test_upgrade_check_downgrade_and_upgrade_again(make_settings: Settings
         assert await table_names(kit.engine) >= TABLES
     finally:
         await kit.aclose()
+
+
+async def test_each_test_database_is_at_head_with_an_installation_id_of_its_own(
+    settings: Settings, make_settings: SettingsFactory, migrated_templates: MigratedTemplates
+) -> None:
+    """The ``settings`` fixture copies a database migrated once (tests/support/databases.py)."""
+    other = make_settings(database_url=settings.database_url + "_other")
+    if other.database_kind is DatabaseKind.POSTGRESQL:
+        url = await anyio.to_thread.run_sync(create_postgres_database, settings.database_url)
+        other = make_settings(database_url=url)
+    await anyio.to_thread.run_sync(migrated_templates.copy_into, other)
+    ids = []
+    try:
+        for each in (settings, other):
+            assert await anyio.to_thread.run_sync(
+                migrate.current_revisions, each
+            ) == migrate.head_revisions(each)
+            kit = StarterKit(each)
+            try:
+                ids.append(await kit.installation.get())
+            finally:
+                await kit.aclose()
+    finally:
+        if other.database_kind is DatabaseKind.POSTGRESQL:
+            await anyio.to_thread.run_sync(drop_postgres_database, other.database_url)
+    assert ids[0] != ids[1]
 
 
 def test_migrations_are_one_branch_with_its_own_label(make_settings: SettingsFactory) -> None:

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
+import shutil
 import signal
+import sqlite3
 import threading
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
+from pathlib import Path
 
 import asyncpg
 import pytest
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
+
+from starterkit import Settings
+from starterkit.db import migrate
+from starterkit.db.engine import sqlite_file_of
 
 
 def _admin_dsn(url: str) -> tuple[str, str]:
@@ -22,14 +30,15 @@ def _admin_dsn(url: str) -> tuple[str, str]:
     return admin.render_as_string(hide_password=False), parsed.database or "test"
 
 
-def _run_admin(url: str, statement: str) -> None:
-    """Run one statement in the maintenance database of ``url``'s server."""
+def _run_admin(url: str, *statements: str) -> None:
+    """Run statements, one by one, in the maintenance database of ``url``'s server."""
     dsn, _ = _admin_dsn(url)
 
     async def run() -> None:
         connection = await asyncpg.connect(dsn)
         try:
-            await connection.execute(statement)
+            for statement in statements:
+                await connection.execute(statement)
         finally:
             await connection.close()
 
@@ -70,3 +79,74 @@ def backend_paused(pid: int, *, seconds: float) -> Iterator[None]:
     finally:
         resume.cancel()
         os.kill(pid, signal.SIGCONT)
+
+
+class MigratedTemplates:
+    """A database of each kind migrated to head once per test session, copied for each test
+    that asks for a migrated database.
+
+    A migration to head took 0.2 to 0.35 s, for each of several hundred tests; a copy takes a
+    file copy on SQLite and ``CREATE DATABASE … TEMPLATE`` (about 0.1 s) on PostgreSQL. Each
+    copy gets an installation id of its own, as its own migration would have given it: the id
+    scopes the keys services keep in Redis, which the tests share.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self._folder = folder
+        self._sqlite: Path | None = None
+        self._postgres: str | None = None  # URL of the template database
+
+    def copy_into(self, settings: Settings) -> None:
+        """Make the database of ``settings``, not created yet or empty, a migrated one."""
+        path = sqlite_file_of(settings)
+        if path is not None:
+            shutil.copy2(self._sqlite_template(settings), path)  # copy2: the 0600 mode too
+            with closing(sqlite3.connect(path)) as connection:
+                connection.execute(_NEW_INSTALLATION_ID, (secrets.token_hex(16),))
+                connection.commit()
+            return
+        template = self._postgres_template(settings)
+        target = make_url(settings.database_url)
+        _run_admin(
+            template,
+            f'DROP DATABASE IF EXISTS "{target.database}"',
+            f'CREATE DATABASE "{target.database}" TEMPLATE "{make_url(template).database}"',
+        )
+        new_id = _NEW_INSTALLATION_ID.replace("?", "$1")
+        asyncio.run(_execute(target, new_id, secrets.token_hex(16)))
+
+    def close(self) -> None:
+        """Drop the PostgreSQL template (SQLite's goes with the session's folder)."""
+        if self._postgres is not None:
+            drop_postgres_database(self._postgres)
+            self._postgres = None
+
+    def _sqlite_template(self, settings: Settings) -> Path:
+        if self._sqlite is None:
+            path = self._folder / "migrated.db"
+            url = make_url(settings.database_url).set(database=str(path))
+            migrate.upgrade(settings.model_copy(update={"database_url": url.render_as_string()}))
+            # The migration's last connection has closed: the file holds everything (no WAL).
+            assert not path.with_name(path.name + "-wal").exists()
+            self._sqlite = path
+        return self._sqlite
+
+    def _postgres_template(self, settings: Settings) -> str:
+        if self._postgres is None:
+            url = create_postgres_database(settings.database_url)
+            migrate.upgrade(settings.model_copy(update={"database_url": url}))
+            self._postgres = url
+        return self._postgres
+
+
+_NEW_INSTALLATION_ID = "UPDATE starterkit_installation SET id = ?"
+
+
+async def _execute(url: URL, statement: str, *args: object) -> None:
+    connection = await asyncpg.connect(
+        url.set(drivername="postgresql").render_as_string(hide_password=False)
+    )
+    try:
+        await connection.execute(statement, *args)
+    finally:
+        await connection.close()
