@@ -15,6 +15,7 @@ from sqlalchemy import text, update
 
 from starterkit import Settings, StarterKit, User
 from starterkit.auth.user_cache import StampSource, UserCache, UsersVersion
+from starterkit.auth.users_listener import UsersListener
 from starterkit.database_url import DatabaseKind
 from starterkit.db import migrate
 from starterkit.db.engine import sqlite_file_of
@@ -28,6 +29,22 @@ pytestmark = pytest.mark.anyio
 
 async def me(client: httpx.AsyncClient, token: str) -> httpx.Response:
     return await client.get(f"{API}/users/me", headers=bearer(token))
+
+
+async def signed_up_and_cached(client: httpx.AsyncClient, email: str) -> str:
+    """Sign up and read ``/users/me`` twice (the second read is served from the cache where
+    there is one); returns the access token."""
+    token: str = (await signed_up(client, email))["access_token"]
+    for _ in range(2):
+        assert (await me(client, token)).status_code == 200
+    return token
+
+
+def postgresql_listener(kit: StarterKit) -> UsersListener:
+    """The kit's PostgreSQL listener, or skip the test."""
+    if kit.users_listener is None:
+        pytest.skip("PostgreSQL's listener")
+    return kit.users_listener
 
 
 async def change_elsewhere(settings: Settings, email: str, **values: Any) -> None:
@@ -82,9 +99,7 @@ async def test_a_commit_to_other_tables_keeps_the_cached_user(
 async def test_a_commit_by_another_connection_takes_effect_on_the_next_request(
     client: httpx.AsyncClient, settings: Settings, change: dict[str, Any], status: int
 ) -> None:
-    token = (await signed_up(client, "elsewhere@example.com"))["access_token"]
-    for _ in range(2):  # the second one is served from the cache where there is one
-        assert (await me(client, token)).status_code == 200
+    token = await signed_up_and_cached(client, "elsewhere@example.com")
     await change_elsewhere(settings, "elsewhere@example.com", **change)
     response = await me(client, token)
     assert response.status_code == status, response.text
@@ -97,12 +112,8 @@ async def test_on_postgresql_the_next_request_waits_for_a_late_notification(
 ) -> None:
     """Seen under load: the request after another connection's commit ran before the commit's
     notification reached the listener, and served the cached, stale row."""
-    listener = kit.users_listener
-    if listener is None:
-        pytest.skip("PostgreSQL's listener")
-    token = (await signed_up(client, "late@example.com"))["access_token"]
-    for _ in range(2):
-        assert (await me(client, token)).status_code == 200
+    listener = postgresql_listener(kit)
+    token = await signed_up_and_cached(client, "late@example.com")
     pid = listener.backend_pid
     assert pid is not None
     with backend_paused(pid, seconds=0.3):  # the notification cannot be heard before then
@@ -113,9 +124,7 @@ async def test_on_postgresql_the_next_request_waits_for_a_late_notification(
 async def test_the_cli_in_another_process_deactivates_on_the_next_request(
     client: httpx.AsyncClient, settings: Settings
 ) -> None:
-    token = (await signed_up(client, "cli@example.com"))["access_token"]
-    for _ in range(2):
-        assert (await me(client, token)).status_code == 200
+    token = await signed_up_and_cached(client, "cli@example.com")
     done = await anyio.to_thread.run_sync(
         lambda: subprocess.run(
             starterkit_command("deactivate", "cli@example.com"),
@@ -135,9 +144,7 @@ async def test_a_migration_that_drops_the_triggers_turns_the_cache_off_not_stale
 ) -> None:
     if settings.database_kind is DatabaseKind.POSTGRESQL or not kit.user_cache.enabled:
         pytest.skip("SQLite's users_version triggers, with the cache on")
-    token = (await signed_up(client, "rebuilt@example.com"))["access_token"]
-    for _ in range(2):
-        assert (await me(client, token)).status_code == 200
+    token = await signed_up_and_cached(client, "rebuilt@example.com")
     path = sqlite_file_of(settings)
     assert path is not None
     # What a batch-mode migration of `users` does to them on SQLite, in another connection.
@@ -158,9 +165,7 @@ async def test_a_downgrade_and_upgrade_under_a_running_server_never_serves_a_sta
     # account was deactivated with no trigger to count it.
     if settings.database_kind is DatabaseKind.POSTGRESQL or not kit.user_cache.enabled:
         pytest.skip("SQLite's users_version triggers, with the cache on")
-    token = (await signed_up(client, "stale@example.com"))["access_token"]
-    for _ in range(2):
-        assert (await me(client, token)).status_code == 200
+    token = await signed_up_and_cached(client, "stale@example.com")
     path = sqlite_file_of(settings)
     assert path is not None
     with closing(sqlite3.connect(path)) as other:  # what downgrade, a CLI and upgrade do
@@ -242,12 +247,8 @@ async def test_without_its_listening_connection_postgresql_loads_every_user(
 ) -> None:
     """The listener's connection dies (a failover, a killed backend): until it is back,
     every request loads its user, and a change made meanwhile is seen at once."""
-    listener = kit.users_listener
-    if listener is None:
-        pytest.skip("PostgreSQL's listener")
-    token = (await signed_up(client, "unheard@example.com"))["access_token"]
-    for _ in range(2):
-        assert (await me(client, token)).status_code == 200
+    listener = postgresql_listener(kit)
+    token = await signed_up_and_cached(client, "unheard@example.com")
     pid = listener.backend_pid
     assert pid is not None
     await change_elsewhere_sql(settings, f"SELECT pg_terminate_backend({pid})")
@@ -264,12 +265,8 @@ async def test_without_its_listening_connection_postgresql_loads_every_user(
 async def test_a_downgrade_that_drops_the_trigger_turns_the_cache_off_not_stale(
     client: httpx.AsyncClient, kit: StarterKit, settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
-    listener = kit.users_listener
-    if listener is None:
-        pytest.skip("PostgreSQL's listener")
-    token = (await signed_up(client, "downgraded@example.com"))["access_token"]
-    for _ in range(2):
-        assert (await me(client, token)).status_code == 200
+    listener = postgresql_listener(kit)
+    token = await signed_up_and_cached(client, "downgraded@example.com")
     await anyio.to_thread.run_sync(migrate.downgrade, settings, "starterkit_0009")
     await wait_for(lambda: "users_notify_change trigger is missing" in caplog.text)
     assert not listener.listening

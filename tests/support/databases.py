@@ -16,7 +16,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import make_url
 
 from starterkit import Settings
 from starterkit.db import migrate
@@ -32,7 +32,11 @@ def _admin_dsn(url: str) -> tuple[str, str]:
 
 def _run_admin(url: str, *statements: str) -> None:
     """Run statements, one by one, in the maintenance database of ``url``'s server."""
-    dsn, _ = _admin_dsn(url)
+    _run_sql(_admin_dsn(url)[0], *statements)
+
+
+def _run_sql(dsn: str, *statements: str) -> None:
+    """Run statements, one by one, in the PostgreSQL database of ``dsn``."""
 
     async def run() -> None:
         connection = await asyncpg.connect(dsn)
@@ -110,7 +114,7 @@ class MigratedTemplates:
         if path is not None:
             shutil.copy2(self._sqlite_template(settings), path)  # copy2: the 0600 mode too
             with closing(sqlite3.connect(path)) as connection:
-                connection.execute(_NEW_INSTALLATION_ID, (secrets.token_hex(16),))
+                connection.execute(_new_installation_id())
                 connection.commit()
             return
         template = self._postgres_template(settings)
@@ -120,8 +124,10 @@ class MigratedTemplates:
             f'DROP DATABASE IF EXISTS "{target.database}"',
             f'CREATE DATABASE "{target.database}" TEMPLATE "{make_url(template).database}"',
         )
-        new_id = _NEW_INSTALLATION_ID.replace("?", "$1")
-        asyncio.run(_execute(target, new_id, secrets.token_hex(16)))
+        _run_sql(
+            target.set(drivername="postgresql").render_as_string(hide_password=False),
+            _new_installation_id(),
+        )
 
     def close(self) -> None:
         """Drop the PostgreSQL template (SQLite's goes with the session's folder)."""
@@ -147,14 +153,6 @@ class MigratedTemplates:
         return self._postgres
 
 
-_NEW_INSTALLATION_ID = "UPDATE starterkit_installation SET id = ?"
-
-
-async def _execute(url: URL, statement: str, *args: object) -> None:
-    connection = await asyncpg.connect(
-        url.set(drivername="postgresql").render_as_string(hide_password=False)
-    )
-    try:
-        await connection.execute(statement, *args)
-    finally:
-        await connection.close()
+def _new_installation_id() -> str:
+    """The statement giving a copied database an id of its own (hex digits: nothing to quote)."""
+    return f"UPDATE starterkit_installation SET id = '{secrets.token_hex(16)}'"  # noqa: S608
